@@ -1,0 +1,60 @@
+"""The model layer on tiny random checkpoints, loaded through the same from_pretrained path as the real ones."""
+import torch
+
+from dreamprm import prompts
+from dreamprm.models import generate, load_judge, load_vlm, pick_dtype
+from dreamprm.prm import HEAD_FILE, PRM
+
+
+def test_tiny_policy_generates_for_a_batch_of_image_prompts(tiny_models, images):
+    model, proc = load_vlm(str(tiny_models["policy"]), "cpu")
+    assert proc.tokenizer.padding_side == "left"
+    batch = [(im, prompts.structured_prompt(f"Question {i}?")) for i, im in enumerate(images)]
+    out = generate(model, proc, batch, n=2, max_new_tokens=12, batch_size=4, progress=False)
+    assert len(out) == 4 and all(len(o) == 2 and all(isinstance(t, str) for t in o) for o in out)
+
+
+def test_greedy_generation_does_not_depend_on_batching(tiny_models, images):
+    model, proc = load_vlm(str(tiny_models["policy"]), "cpu")
+    batch = [(im, f"Describe image {i}.") for i, im in enumerate(images[:3])]
+    together = generate(model, proc, batch, temperature=0, max_new_tokens=8, batch_size=3, progress=False)
+    alone = generate(model, proc, batch, temperature=0, max_new_tokens=8, batch_size=1, progress=False)
+    assert together == alone
+
+
+def test_tiny_judge_generates_from_text(tiny_models):
+    model, tok = load_judge(str(tiny_models["judge"]), "cpu")
+    out = generate(model, tok, [(None, prompts.judge_prompt("Q?", "B", "B"))] * 2, n=1, max_new_tokens=4,
+                   temperature=0, progress=False)
+    assert len(out) == 2 and out[0] == out[1]
+
+
+def test_tiny_prm_scores_a_batch_and_backpropagates(tiny_models, images):
+    prm = PRM.from_pretrained(str(tiny_models["prm"]), "cpu")
+    items = [(im, "What is shown?", f"Step 1: look at part {i}.") for i, im in enumerate(images)]
+    scores = prm.score(items)
+    assert scores.shape == (4,) and bool(((scores > 0) & (scores < 1)).all())
+    torch.nn.functional.mse_loss(scores, torch.tensor([1.0, 0.0, 1.0, 0.0])).backward()
+    assert prm.head.weight.grad.norm() > 0
+    assert any(p.grad is not None and p.grad.norm() > 0 for p in prm.backbone.parameters())
+    # Left padding: an item scores the same alone as inside a padded batch.
+    with torch.no_grad():
+        alone = torch.stack([prm.score([it])[0] for it in items])
+    torch.testing.assert_close(alone, scores.detach(), atol=1e-5, rtol=1e-4)
+
+
+def test_prm_round_trips_through_save_pretrained(tiny_models, images, tmp_path):
+    prm = PRM.from_pretrained(str(tiny_models["prm"]), "cpu")
+    torch.nn.init.normal_(prm.head.weight, std=0.05)
+    prm.save_pretrained(tmp_path / "prm")
+    assert (tmp_path / "prm" / HEAD_FILE).is_file()
+    again = PRM.from_pretrained(str(tmp_path / "prm"), "cpu")
+    item = [(images[0], "Q?", "Step 1: x")]
+    with torch.no_grad():
+        torch.testing.assert_close(prm.score(item), again.score(item))
+
+
+def test_bf16_loading_really_is_bf16(tiny_models):
+    model, _ = load_vlm(str(tiny_models["prm"]), "cpu", precision="bf16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert pick_dtype("auto", torch.device("cpu")) == torch.float32
