@@ -1,0 +1,1 @@
+"""Stage 1, data preparation: `python dataset/prepare.py --help`."""

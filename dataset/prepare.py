@@ -1,0 +1,83 @@
+"""Stage 1: turn every source into question records {id, input, image_path, ground_truth, dataset, type,
+hint, options} (JSONL) with its images saved beside it, from the hub or from local copies (--local).
+
+    python dataset/prepare.py --path . --sources mathvista mmstar
+    python dataset/prepare.py --local mmpr=/data/MMPR mathvista=/data/mathvista_testmini.parquet \
+        --sources mmpr mathvista
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dataset.sources import mathvision, mathvista, mmmu, mmpr, mmstar, mmvet, wemath  # noqa: E402
+from dreamprm.cli import StageArgs, parse_args  # noqa: E402
+from dreamprm.data import Skip, SourceWriter  # noqa: E402
+
+SOURCES = {m.NAME: m for m in (mmpr, mmmu, mathvista, wemath, mathvision, mmvet, mmstar)}
+
+
+@dataclass
+class PrepareConfig(StageArgs):
+    """Prepare the training domains (MMPR), the meta set source (MMMU) and the five benchmarks."""
+    out: str = field(default="data", metadata={"help": "output folder: <out>/<source>/<split>.jsonl + images/"})
+    sources: list[str] = field(default_factory=lambda: list(SOURCES),
+                               metadata={"help": "sources to prepare", "choices": list(SOURCES)})
+    local: list[str] = field(default_factory=list, metadata={
+        "help": "local copies instead of the hub, as SOURCE=PATH (a parquet/JSON/JSONL file or a folder of "
+                "them; for mmpr the folder with meta.json); repeat SOURCE=PATH for several files; a bare PATH "
+                "is allowed when one source is chosen"})
+    n_per_domain: int = field(default=1000, metadata={"help": "questions sampled per MMPR domain"})
+    mmpr_repo: str = field(default=mmpr.HUB_ID, metadata={"help": "hub id of MMPR"})
+    cache_dir: str | None = field(default=None, metadata={"help": "datasets / hub cache (default: HF's)"})
+
+
+def local_paths(cfg: PrepareConfig) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for item in cfg.local:
+        name, sep, path = item.partition("=")
+        if not sep or name not in SOURCES:
+            if len(cfg.sources) != 1:
+                raise SystemExit(f"--local {item}: write SOURCE=PATH (sources: {', '.join(SOURCES)})")
+            name, path = cfg.sources[0], item
+        out.setdefault(name, []).append(cfg.resolve(path))
+    return out
+
+
+def prepare(name: str, cfg: PrepareConfig, local: list[Path] | None) -> str:
+    src = SOURCES[name]
+    w = SourceWriter(cfg.resolve(cfg.out).resolve() / name / f"{src.SPLIT}.jsonl", cfg.path)
+    cap = cfg.n_per_domain if getattr(src, "PER_DOMAIN", False) else None
+    for row in src.rows(local, cfg):
+        if cap is not None and w.by_dataset[row["domain"]] >= cap:
+            continue  # domain full: later rows are only reserves for skipped ones
+        try:
+            w.add(src.convert(row), base=row.get("_base"))
+        except Skip as e:
+            w.skipped[str(e)] += 1
+    return w.close()
+
+
+def main(argv=None) -> int:
+    cfg = parse_args(PrepareConfig, argv)
+    local = local_paths(cfg)
+    failed = []
+    for name in dict.fromkeys(cfg.sources):
+        where = ", ".join(map(str, local[name])) if name in local else f"hub {SOURCES[name].HUB_ID}"
+        print(f"[{name}] reading {where}", flush=True)
+        try:
+            print(f"[{name}] {prepare(name, cfg, local.get(name))}", flush=True)
+        except Exception as e:  # one broken source must not stop the others; the exit code reports it
+            failed.append(name)
+            print(f"[{name}] FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    if failed:
+        print(f"failed sources: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

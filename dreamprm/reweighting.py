@@ -1,0 +1,423 @@
+"""Domain reweighting by bi-level optimisation (SPEC stage 7), built on betty-ml.
+
+Lower level (phi, the PRM):  min  sum_i w_{d(i)}(alpha) * (PRM(prefix_i) - MC accuracy_i)^2 / N
+Upper level (alpha):         min  sum_j (sigmoid(mean_k logit PRM(prefix_jk)) - true_false_j)^2 / M
+Domain weights: w = softplus(alpha) / mean(softplus(alpha)), alpha starting at 0 so every weight starts
+at 1 and they always average 1. The hypergradient is betty's (darts by default, unroll 5 lower steps).
+
+Deviations from a plain use of betty, each for a reason:
+- bf16 autocast is ours: betty's `precision="bf16"` uses a CUDA-only autocast and silently runs fp32 on
+  a CPU. Master weights stay fp32.
+- Optimisers are `torch.optim.Adam(decoupled_weight_decay=True)`, the same update as AdamW: betty rebuilds
+  an optimiser from `optimizer.defaults`, which AdamW's own constructor rejects in current torch.
+- darts / sama perturb phi and differentiate the lower loss with respect to alpha only; that needs the
+  per-node losses at the perturbed phi but no graph through the PRM, so those two forward passes run
+  under no_grad. Same numbers, a fraction of the time and memory.
+- The engine loop is betty's, plus resume from a checkpoint, periodic saving and a JSONL log.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from betty.configs import Config, EngineConfig
+from betty.engine import Engine
+from betty.problems import ImplicitProblem
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .aggregation import aggregate
+from .cli import StageArgs
+from .domains import domain_table
+from .io import write_json
+from .models import PRM_BASE
+from .prm import FORMATS, PRM, PRMEncoder
+from .samples import NO_STEP_RULES, load_meta, load_train
+
+HYPERGRADIENTS = ("darts", "neumann", "cg", "sama")
+FINITE_DIFFERENCE = ("darts", "sama")  # methods that only need the lower loss's value at perturbed phi
+
+
+@dataclass
+class ReweightConfig(StageArgs):
+    """Train the PRM and the domain weights together by bi-level optimisation (DreamPRM, SPEC stage 7)."""
+    train: str = field(default="runs/mc/train.jsonl", metadata={"help": "train records (JSON or JSONL)"})
+    meta: str = field(default="runs/meta/meta.jsonl", metadata={"help": "meta records (JSON or JSONL)"})
+    prm: str = field(default=PRM_BASE, metadata={"help": "PRM backbone: hub id or local directory"})
+    out: str = field(default="runs/reweighting", metadata={"help": "output directory"})
+    figs: str = field(default="figs", metadata={"help": "directory for the two domain-weight figures"})
+    input_format: str = field(default="paper", metadata={"help": f"PRM input format: {', '.join(FORMATS)}"})
+    iterations: int = field(default=10000, metadata={"help": "lower-level iterations"})
+    unroll_steps: int = field(default=5, metadata={"help": "lower steps per upper step"})
+    lr: float = field(default=5e-7, metadata={"help": "lower-level (PRM) learning rate, AdamW"})
+    lr_step: int = field(default=5000, metadata={"help": "StepLR step size of the lower level"})
+    lr_gamma: float = field(default=0.5, metadata={"help": "StepLR decay of the lower level"})
+    weight_decay: float = field(default=0.01, metadata={"help": "lower-level weight decay (AdamW's default)"})
+    meta_lr: float = field(default=0.01, metadata={"help": "upper-level (domain weights) learning rate"})
+    meta_weight_decay: float = field(default=1e-3, metadata={"help": "upper-level weight decay"})
+    hypergradient: str = field(default="darts", metadata={"help": f"betty method: {', '.join(HYPERGRADIENTS)}"})
+    darts_alpha: float = field(default=0.01, metadata={"help": "darts/sama finite-difference radius"})
+    neumann_iterations: int = field(default=1, metadata={"help": "Neumann series terms"})
+    train_batch_size: int = field(default=1, metadata={"help": "train samples per lower step"})
+    meta_batch_size: int = field(default=1, metadata={"help": "meta records per upper step"})
+    gradient_accumulation: int = field(default=1, metadata={"help": "lower batches per optimiser step"})
+    precision: str = field(default="bf16", metadata={"help": "fp32 or bf16 (autocast, fp32 master weights)"})
+    save_every: int = field(default=1000, metadata={"help": "checkpoint interval (iterations)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "how many recent checkpoints to keep"})
+    log_every: int = field(default=10, metadata={"help": "log interval (iterations)"})
+    logger: str = field(default="none", metadata={"help": "betty logger: none, tensorboard, wandb"})
+    baseline: bool = field(default=False, metadata={"help": "vanilla PRM: all weights fixed at 1, same data"})
+    meta_without_steps: str = field(default="whole", metadata={
+        "help": "meta records with no step text: 'whole' scores the whole input as one step, 'skip' drops them"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for GPU memory"})
+    lora_rank: int = field(default=0, metadata={"help": "LoRA rank on the backbone (0: full fine-tuning)"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader workers for input encoding"})
+
+
+class DomainWeights(nn.Module):
+    """One raw parameter per domain; weight = softplus(raw) / mean(softplus(raw))."""
+
+    def __init__(self, names: list[str]):
+        super().__init__()
+        self.names = list(names)
+        self.raw = nn.Parameter(torch.zeros(len(names)))
+
+    def forward(self) -> torch.Tensor:
+        sp = F.softplus(self.raw)
+        return sp / sp.mean()
+
+    def as_dict(self) -> dict[str, float]:
+        with torch.no_grad():
+            return {n: round(float(w), 6) for n, w in zip(self.names, self())}
+
+
+class InfiniteSampler(Sampler):
+    """Shuffled epochs without end, seeded, starting at any position: a resumed run sees the same data."""
+
+    def __init__(self, n: int, seed: int, start: int = 0):
+        self.n, self.seed, self.start = n, seed, start
+
+    def __iter__(self):
+        epoch, offset = divmod(self.start, self.n)
+        while True:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+            yield from order[offset:]
+            epoch, offset = epoch + 1, 0
+
+
+class _Samples(Dataset):
+    def __init__(self, samples, labels, domains=None):
+        self.samples, self.labels, self.domains = samples, labels, domains
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return i
+
+
+def _collate(ds: _Samples, encoder: PRMEncoder, domain_index: dict | None):
+    def collate(idx: list[int]) -> dict:
+        samples = [ds.samples[i] for i in idx]
+        out = {"prm": encoder(samples), "counts": [len(s.prefixes) for s in samples]}
+        if domain_index is None:  # meta: one true/false label per record
+            out["labels"] = torch.tensor([ds.labels[i] for i in idx])
+        else:  # train: one MC label and one domain per prefix
+            out["labels"] = torch.tensor([a for i in idx for a in ds.labels[i]])
+            out["domains"] = torch.tensor([domain_index[ds.domains[i]] for i in idx for _ in ds.labels[i]])
+        return out
+    return collate
+
+
+class _Common:
+    """bf16 autocast on any device (betty's own is CUDA-only), and the last losses kept for the log."""
+    last: dict = {}
+
+    def get_loss(self, batch):
+        loss, loss_dict = super().get_loss(batch)
+        self.last = loss_dict
+        return loss, loss_dict
+
+    def training_step_exec(self, batch):
+        with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16,
+                            enabled=self.cfg.precision == "bf16"):
+            return self.training_step(batch)
+
+
+class LowerPRM(_Common, ImplicitProblem):
+    """phi: the PRM trained on domain-weighted MSE against MC accuracy."""
+    _in_own_step = False
+
+    def get_loss(self, batch):
+        self._in_own_step = True  # betty's hypergradient calls training_step_exec outside get_loss
+        try:
+            return super().get_loss(batch)
+        finally:
+            self._in_own_step = False
+
+    def training_step(self, batch):
+        labels, domains = batch["labels"].to(self.device), batch["domains"].to(self.device)
+        if not self._in_own_step and self.config.type in FINITE_DIFFERENCE:
+            with torch.no_grad():  # only d loss / d alpha is wanted: no graph through the PRM
+                per = (self.module(batch["prm"]) - labels) ** 2
+        else:
+            per = (self.module(batch["prm"]) - labels) ** 2
+        weights = self.weights() if hasattr(self, "weights") else None  # absent in the baseline
+        w = weights[domains] if weights is not None else torch.ones_like(per)
+        loss = (w * per).mean()
+        if not self._in_own_step:
+            return loss  # betty's hypergradient code wants the bare loss
+        return {"loss": loss, "plain_loss": per.mean().item()}
+
+    def configure_train_data_loader(self):
+        return self.cfg.loader
+
+    def trainable_parameters(self):
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+
+class UpperWeights(_Common, ImplicitProblem):
+    """alpha: domain weights trained on the aggregation loss over whole meta CoTs."""
+    last_grad: torch.Tensor | None = None
+
+    def training_step(self, batch):
+        scores = self.prm(batch["prm"])
+        cot = aggregate(scores.float(), batch["counts"], "mean_log_odds")
+        return {"loss": F.mse_loss(cot, batch["labels"].to(cot.device))}
+
+    def grad_callback(self):
+        self.last_grad = self.module.raw.grad.detach().clone() if self.module.raw.grad is not None else None
+
+    def configure_train_data_loader(self):
+        return self.cfg.loader
+
+
+class _Cfg:
+    def __init__(self, cfg: ReweightConfig, loader):
+        self.precision, self.loader = cfg.precision, loader
+
+
+class DreamEngine(Engine):
+    """betty's loop with resume, checkpoints and a JSONL log of losses and weights."""
+
+    def __init__(self, problems, config, dependencies, trainer: "Reweighter"):
+        self.trainer = trainer
+        super().__init__(problems, config, dependencies)
+
+    def run(self):
+        self.train()
+        for it in range(self.trainer.start + 1, self.train_iters + 1):
+            self.global_step = it
+            self.train_step()
+            self.trainer.after_step(it)
+        self.cleanup()
+
+
+class Reweighter:
+    """Builds data, PRM, domain weights and the betty problems from a config; `run()` trains."""
+
+    def __init__(self, cfg: ReweightConfig):
+        self.cfg = cfg
+        if cfg.hypergradient not in HYPERGRADIENTS:
+            raise ValueError(f"--hypergradient must be one of {HYPERGRADIENTS}; got {cfg.hypergradient!r}")
+        if cfg.precision not in ("fp32", "bf16"):
+            raise ValueError(f"--precision must be fp32 or bf16; got {cfg.precision!r}")
+        if cfg.meta_without_steps not in NO_STEP_RULES:
+            raise ValueError(f"--meta_without_steps must be one of {NO_STEP_RULES}")
+        root = Path(cfg.path).resolve()
+        self.out = cfg.resolve(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.train_data = load_train(cfg.resolve(cfg.train), root, cfg.input_format)
+        self.meta_data = load_meta(cfg.resolve(cfg.meta), root, cfg.meta_without_steps)
+        self.domains = domain_table(self.train_data.domains)
+        self.domain_index = {d: i for i, d in enumerate(self.domains)}
+        # The PRM loads in fp32: bf16 is autocast so the optimiser updates fp32 master weights (an lr of
+        # 5e-7 would vanish in bf16 rounding).
+        self.prm = PRM.from_pretrained(cfg.prm, cfg.device, "fp32", cfg.input_format)
+        self._adapt_backbone()
+        self.weights = DomainWeights(self.domains).to(self.prm.device)
+        self.start = 0
+        self.t0 = time.perf_counter()
+
+    def _adapt_backbone(self):
+        cfg, backbone = self.cfg, self.prm.backbone
+        if cfg.gradient_checkpointing:
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.lora_rank > 0:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0,
+                              target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)")
+            self.prm.backbone = get_peft_model(backbone, lora).base_model.model  # adapters injected in place
+
+    def _loader(self, ds, encoder, domain_index, batch_size, start, seed):
+        return DataLoader(ds, batch_size=batch_size, sampler=InfiniteSampler(len(ds), seed, start),
+                          collate_fn=_collate(ds, encoder, domain_index), num_workers=self.cfg.num_workers)
+
+    def build(self):
+        cfg = self.cfg
+        enc = self.prm.encoder
+        train_ds = _Samples(self.train_data.samples, self.train_data.labels, self.train_data.domains)
+        meta_ds = _Samples(self.meta_data.samples, self.meta_data.labels)
+        upper_steps = self.start // cfg.unroll_steps
+        lower_loader = self._loader(train_ds, enc, self.domain_index, cfg.train_batch_size,
+                                    self.start * cfg.train_batch_size, cfg.seed)
+        meta_loader = self._loader(meta_ds, enc, None, cfg.meta_batch_size, upper_steps * cfg.meta_batch_size,
+                                   cfg.seed + 1)
+        lower_opt = torch.optim.Adam(self.prm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     decoupled_weight_decay=True)
+        sched = torch.optim.lr_scheduler.StepLR(lower_opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+        upper_opt = torch.optim.Adam(self.weights.parameters(), lr=cfg.meta_lr, weight_decay=cfg.meta_weight_decay,
+                                     decoupled_weight_decay=True)
+        log_step = cfg.log_every if cfg.logger != "none" else -1
+        # The hypergradient method belongs on the lower problem's Config (betty reads it from there).
+        lower_cfg = Config(type=cfg.hypergradient, unroll_steps=cfg.unroll_steps, darts_alpha=cfg.darts_alpha,
+                           sama_adam_alpha=cfg.darts_alpha, neumann_iterations=cfg.neumann_iterations,
+                           cg_iterations=1, gradient_accumulation=cfg.gradient_accumulation, log_step=log_step)
+        upper_cfg = Config(type="darts", first_order=True, log_step=log_step)
+        self.lower = LowerPRM("prm", lower_cfg, self.prm, lower_opt, sched, extra_config=_Cfg(cfg, lower_loader))
+        problems, deps = [self.lower], {"u2l": {}, "l2u": {}}
+        self.upper = None
+        if not cfg.baseline:
+            self.upper = UpperWeights("weights", upper_cfg, self.weights, upper_opt,
+                                      extra_config=_Cfg(cfg, meta_loader))
+            problems.append(self.upper)
+            deps = {"u2l": {self.upper: [self.lower]}, "l2u": {self.lower: [self.upper]}}
+        strategy = "cpu" if str(self.prm.device) == "cpu" else "default"
+        engine_cfg = EngineConfig(train_iters=cfg.iterations, valid_step=10 ** 12, logger_type=cfg.logger,
+                                  strategy=strategy)
+        self.engine = DreamEngine(problems, engine_cfg, deps, self)
+        return self
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def checkpoint_dirs(self) -> list[Path]:
+        ck = self.out / "checkpoints"
+        return sorted(ck.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if ck.is_dir() else []
+
+    def save(self, it: int) -> Path:
+        """A checkpoint is written to a temporary directory and renamed: a kill never leaves half of one."""
+        ck = self.out / "checkpoints"
+        tmp, final = ck / f".tmp-step-{it}", ck / f"step-{it}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.prm.save_pretrained(tmp / "prm")
+        write_json(tmp / "domain_weights.json", self.weights.as_dict())
+        torch.save({
+            "iteration": it, "weights": self.weights.state_dict(),
+            "lower_opt": self.lower.optimizer.state_dict(), "lower_sched": self.lower.scheduler.state_dict(),
+            "upper_opt": self.upper.optimizer.state_dict() if self.upper else None,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "config": asdict(self.cfg),
+        }, tmp / "state.pt")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in self.checkpoint_dirs()[:-max(1, self.cfg.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def resume(self) -> int:
+        """Load the newest checkpoint (PRM, weights, optimisers, data position); return its iteration."""
+        dirs = self.checkpoint_dirs()
+        if not dirs:
+            return 0
+        ck = dirs[-1]
+        state = torch.load(ck / "state.pt", map_location="cpu", weights_only=False)
+        loaded = PRM.from_pretrained(str(ck / "prm"), str(self.prm.device), "fp32", self.cfg.input_format)
+        self.prm.load_state_dict(loaded.state_dict())
+        self.weights.load_state_dict(state["weights"])
+        self.start = state["iteration"]
+        self._resume_state = state
+        return self.start
+
+    def _restore_optimisers(self):
+        state = getattr(self, "_resume_state", None)
+        if state is None:
+            return
+        self.lower.optimizer.load_state_dict(state["lower_opt"])
+        self.lower.scheduler.load_state_dict(state["lower_sched"])
+        if self.upper is not None and state["upper_opt"] is not None:
+            self.upper.optimizer.load_state_dict(state["upper_opt"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        # betty schedules the upper step from the lower problem's local step count.
+        self.lower._count = self.start
+        if self.upper is not None:
+            self.upper._count = self.start // self.cfg.unroll_steps
+
+    # ---- logging -----------------------------------------------------------------------------------
+    def after_step(self, it: int):
+        cfg = self.cfg
+        if it % cfg.log_every == 0 or it == cfg.iterations:
+            upper = self.upper.last.get("loss") if self.upper is not None else None
+            row = {"iteration": it, "lower_loss": self.lower.last["plain_loss"],
+                   "weighted_lower_loss": self.lower.last["loss"], "upper_loss": upper,
+                   "lr": self.lower.scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - self.t0, 3),
+                   "weights": self.weights.as_dict()}
+            with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            self.bar.set_postfix(lower=f"{row['lower_loss']:.4f}",
+                                 upper="-" if upper is None else f"{upper:.4f}")
+        if it % cfg.save_every == 0 or it == cfg.iterations:
+            self.save(it)
+        self.bar.update(1)
+
+    def run(self) -> dict:
+        from tqdm.auto import tqdm
+
+        if self.cfg.resume:
+            self.resume()
+        elif (self.out / "log.jsonl").exists() or self.checkpoint_dirs():
+            raise FileExistsError(f"{self.out} holds an earlier run; pass --resume or choose another --out")
+        self.build()
+        self._restore_optimisers()
+        self._trim_log()
+        self.bar = tqdm(total=self.cfg.iterations, initial=self.start, desc="bi-level" if self.upper else "baseline",
+                        unit="it")
+        self.engine.run()
+        self.bar.close()
+        return self.finish()
+
+    def _trim_log(self):
+        """Drop log rows past the checkpoint we resumed from: they will be written again."""
+        log = self.out / "log.jsonl"
+        if log.exists():
+            rows = [ln for ln in log.read_text().splitlines() if ln.strip()]
+            keep = []
+            for ln in rows:
+                try:
+                    if json.loads(ln)["iteration"] <= self.start:
+                        keep.append(ln)
+                except (json.JSONDecodeError, KeyError):
+                    break  # a torn last line from a kill
+            log.write_text("".join(k + "\n" for k in keep))
+
+    def finish(self) -> dict:
+        from .plots import plot_weights, plot_weights_over_time
+
+        final = self.out / "prm"
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.copytree(self.checkpoint_dirs()[-1] / "prm", final)
+        weights = self.weights.as_dict()
+        write_json(self.out / "domain_weights.json", weights)
+        figs = self.cfg.resolve(self.cfg.figs)
+        tag = "baseline_" if self.cfg.baseline else ""
+        plot_weights(weights, figs / f"{tag}domain_weights.png")
+        plot_weights_over_time(self.out / "log.jsonl", figs / f"{tag}domain_weights_over_iterations.png")
+        summary = {"iterations": self.cfg.iterations, "domains": self.domains, "weights": weights,
+                   "train_samples": len(self.train_data.samples), "train_skipped": self.train_data.skipped,
+                   "meta_records": len(self.meta_data.samples), "meta_skipped": self.meta_data.skipped,
+                   "meta_without_steps": self.meta_data.without_steps, "prm": str(final)}
+        write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def train(cfg: ReweightConfig) -> dict:
+    return Reweighter(cfg).run()

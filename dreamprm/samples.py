@@ -1,0 +1,137 @@
+"""From the pipeline's record files to PRM `Sample`s: training nodes, meta records, BoN candidates.
+
+One place decides how a record becomes the question, the step prefixes and the image the PRM sees, so
+training (lower and upper level) and best-of-N scoring cannot drift apart.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from .io import DataError, read_records
+from .prm import Sample
+from .steps import find_steps
+
+TRAIN_FIELDS = ("input", "add", "image_path", "dataset", "accuracy")
+META_FIELDS = ("true_false", "input", "image_path")
+NO_STEP_RULES = ("whole", "skip")
+
+
+def image_path(record: dict, root: Path) -> Path | None:
+    p = record.get("image_path")
+    if not p:
+        return None
+    p = Path(p)
+    return p if p.is_absolute() else root / p
+
+
+def response_sample(question: str, response: str, image) -> Sample | None:
+    """A candidate response as a sample with one prefix per step; None when it has no steps."""
+    steps = find_steps(response)
+    if not steps:
+        return None
+    return Sample(image, question, [response[: s.end] for s in steps])
+
+
+def as_label(value, where: str) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return float(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return float(value.strip().lower() in ("true", "1"))
+    raise DataError(f"{where}: true_false must be true/false, got {value!r}")
+
+
+@dataclass
+class TrainData:
+    samples: list[Sample]  # paper: one prefix each; stepwise: all nodes of one response
+    labels: list[list[float]]  # MC accuracy per prefix
+    domains: list[str]  # domain of each sample
+    skipped: dict
+
+
+def load_train(path: Path, root: Path, fmt: str) -> TrainData:
+    """Train records -> samples. Missing images are counted and skipped, malformed records are errors."""
+    records = read_records(path, required=TRAIN_FIELDS)
+    skipped: dict = defaultdict(int)
+    groups: dict = defaultdict(list)
+    exists: dict = {}
+    for i, r in enumerate(records):
+        where = f"{path}: record {i}"
+        acc = r["accuracy"]
+        if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
+            raise DataError(f"{where}: accuracy must be a number in [0, 1], got {acc!r}")
+        if not str(r["add"]).strip():
+            skipped["empty step prefix"] += 1
+            continue
+        img = image_path(r, root)
+        if img is not None and exists.setdefault(img, img.is_file()) is False:
+            skipped["missing image"] += 1
+            continue
+        # Nodes of one response share question and image; stepwise scores them in one pass.
+        key = (r.get("id", i), r["input"], str(img)) if fmt == "stepwise" else i
+        groups[key].append((str(r["add"]), float(acc), str(r["dataset"]), img))
+    samples, labels, domains = [], [], []
+    for key, nodes in groups.items():
+        nodes.sort(key=lambda n: len(n[0]))
+        question = key[1] if fmt == "stepwise" else records[key]["input"]
+        chain = [n for n in nodes]
+        longest = chain[-1][0]
+        nested = all(longest.startswith(n[0]) for n in chain)
+        parts = [chain] if nested else [[n] for n in chain]  # inconsistent data: score nodes apart
+        for part in parts:
+            samples.append(Sample(part[0][3], question, [n[0] for n in part]))
+            labels.append([n[1] for n in part])
+            domains.append(part[0][2])
+    if not samples:
+        raise DataError(f"{path}: no usable train record ({dict(skipped)})")
+    return TrainData(samples, labels, domains, dict(skipped))
+
+
+@dataclass
+class MetaData:
+    samples: list[Sample]
+    labels: list[float]
+    skipped: dict
+    without_steps: int  # records handled by the no-step rule
+
+
+def meta_sample(record: dict, image, rule: str = "whole") -> Sample | None:
+    """A meta record (question followed by the whole response) as a sample.
+
+    The question is the text before Step 1 and the prefixes run from Step 1 to the end of each step, so
+    `question + "\\n\\n" + prefix` is the record's text up to that step, as in training. A record with no
+    step text (372 of the 500 released ones) is, by rule `whole`, one step whose text is the whole input:
+    the PRM scores it as it stands; rule `skip` drops it.
+    """
+    text = str(record["input"])
+    steps = find_steps(text)
+    if not steps:
+        return Sample(image, text.rstrip(), [""]) if rule == "whole" else None
+    start = steps[0].start
+    return Sample(image, text[:start].rstrip(), [text[start: s.end] for s in steps])
+
+
+def load_meta(path: Path, root: Path, rule: str = "whole") -> MetaData:
+    if rule not in NO_STEP_RULES:
+        raise ValueError(f"meta rule must be one of {NO_STEP_RULES}; got {rule!r}")
+    records = read_records(path, required=META_FIELDS)
+    samples, labels, skipped, without = [], [], defaultdict(int), 0
+    for i, r in enumerate(records):
+        label = as_label(r["true_false"], f"{path}: record {i}")
+        img = image_path(r, root)
+        if img is not None and not img.is_file():
+            skipped["missing image"] += 1
+            continue
+        s = meta_sample(r, img, rule)
+        if s is None:
+            skipped["no step text (rule skip)"] += 1
+            continue
+        without += s.prefixes == [""]
+        samples.append(s)
+        labels.append(label)
+    if not samples:
+        raise DataError(f"{path}: no usable meta record ({dict(skipped)})")
+    return MetaData(samples, labels, dict(skipped), without)

@@ -1,0 +1,12 @@
+"""Stage 7: train the PRM and the domain weights by bi-level optimisation (or `--baseline`: vanilla PRM).
+
+    python reweighting/train.py --train runs/mc/train.jsonl --meta runs/meta/meta.jsonl --out runs/reweighting
+"""
+from dreamprm.cli import parse_args
+from dreamprm.reweighting import ReweightConfig, train
+
+if __name__ == "__main__":
+    summary = train(parse_args(ReweightConfig))
+    print("domain weights:", ", ".join(f"{k} {v:.3f}" for k, v in sorted(summary["weights"].items(),
+                                                                         key=lambda kv: -kv[1])))
+    print(f"PRM: {summary['prm']}; meta records scored as one step (no step text): {summary['meta_without_steps']}")
