@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .aggregation import aggregate
 from .cli import StageArgs
-from .domains import domain_table
+from .domains import MMPR_DOMAINS, domain_table
 from .io import write_json
 from .models import PRM_BASE
 from .prm import FORMATS, PRM, PRMEncoder
@@ -73,6 +73,8 @@ class ReweightConfig(StageArgs):
     keep_checkpoints: int = field(default=2, metadata={"help": "how many recent checkpoints to keep"})
     log_every: int = field(default=10, metadata={"help": "log interval (iterations)"})
     logger: str = field(default="none", metadata={"help": "betty logger: none, tensorboard, wandb"})
+    domains: str = field(default="", metadata={
+        "help": "allowed domain names, comma-separated, or 'mmpr' for the paper's 15; empty: taken from the data"})
     baseline: bool = field(default=False, metadata={"help": "vanilla PRM: all weights fixed at 1, same data"})
     meta_without_steps: str = field(default="whole", metadata={
         "help": "meta records with no step text: 'whole' scores the whole input as one step, 'skip' drops them"})
@@ -236,7 +238,12 @@ class Reweighter:
         self.out.mkdir(parents=True, exist_ok=True)
         self.train_data = load_train(cfg.resolve(cfg.train), root, cfg.input_format)
         self.meta_data = load_meta(cfg.resolve(cfg.meta), root, cfg.meta_without_steps)
-        self.domains = domain_table(self.train_data.domains)
+        allowed = None
+        if cfg.domains == "mmpr":
+            allowed = MMPR_DOMAINS
+        elif cfg.domains:
+            allowed = [d.strip() for d in cfg.domains.split(",")]
+        self.domains = domain_table(self.train_data.domains, allowed)
         self.domain_index = {d: i for i, d in enumerate(self.domains)}
         # The PRM loads in fp32: bf16 is autocast so the optimiser updates fp32 master weights (an lr of
         # 5e-7 would vanish in bf16 rounding).

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from .domains import canonical
 from .io import DataError, read_records
 from .prm import Sample
 from .steps import find_steps
@@ -72,7 +73,7 @@ def load_train(path: Path, root: Path, fmt: str) -> TrainData:
             continue
         # Nodes of one response share question and image; stepwise scores them in one pass.
         key = (r.get("id", i), r["input"], str(img)) if fmt == "stepwise" else i
-        groups[key].append((str(r["add"]), float(acc), str(r["dataset"]), img))
+        groups[key].append((str(r["add"]), float(acc), canonical(str(r["dataset"])), img))
     samples, labels, domains = [], [], []
     for key, nodes in groups.items():
         nodes.sort(key=lambda n: len(n[0]))

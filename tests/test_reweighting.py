@@ -1,0 +1,184 @@
+"""The bi-level loop on the tiny Qwen2-VL PRM, CPU, text-only synthetic data (fast)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dreamprm.cli import parse_args
+from dreamprm.reweighting import DomainWeights, ReweightConfig, Reweighter, train
+
+GOOD = "Step 1: The picture shows {n} red squares.\n\nStep 2: So the count is {n}.\n\n"
+BAD = "Step 1: The picture shows no squares at all.\n\nStep 2: Guessing wildly, the count is zero.\n\n"
+
+
+def write_problem(root: Path, corrupted=("noisy",), clean=("clean_a", "clean_b"), per_domain=12, seed=0,
+                  image=None):
+    """Clean domains label good steps 1 and bad steps 0; corrupted domains flip the labels.
+
+    The meta set holds whole CoTs (good = right, bad = wrong), so only the clean domains teach the PRM what
+    the upper level rewards.
+    """
+    rng = np.random.default_rng(seed)
+    train, meta = [], []
+    for d in (*clean, *corrupted):
+        for q in range(per_domain):
+            good = bool(rng.random() < 0.5)
+            resp = (GOOD if good else BAD).format(n=q % 7 + 1)
+            label = float(good) if d in clean else float(not good)
+            cut = resp.index("Step 2")
+            for sid, prefix in enumerate((resp[:cut], resp), 1):
+                train.append({"id": f"{d}-{q}", "sid": sid, "input": f"How many squares? ({q})", "add": prefix,
+                              "image_path": image, "dataset": d, "accuracy": label})
+    for q in range(8):
+        good = q % 2 == 0
+        resp = (GOOD if good else BAD).format(n=q + 1)
+        meta.append({"id": f"m{q}", "true_false": good, "input": f"How many squares? (m{q})\n\n{resp}Final answer: x",
+                     "image_path": image})
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    (root / "meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in meta))
+
+
+def config(root, prm, *extra):
+    return parse_args(ReweightConfig, ["--path", str(root), "--train", "train.jsonl", "--meta", "meta.jsonl",
+                                       "--prm", str(prm), "--out", "run", "--figs", "figs", "--gpu", "cpu",
+                                       "--precision", "fp32", "--lr", "2e-3", "--meta_lr", "0.05",
+                                       "--log_every", "5", "--save_every", "1000", *extra])
+
+
+def test_domain_weights_start_at_one_and_average_one():
+    w = DomainWeights(["a", "b", "c"])
+    assert torch.allclose(w(), torch.ones(3))
+    with torch.no_grad():
+        w.raw.copy_(torch.tensor([2.0, -1.0, 0.3]))
+    with torch.no_grad():
+        assert abs(float(w().mean()) - 1) < 1e-6 and w().min() > 0
+
+
+def test_hypergradient_matches_autograd(tmp_path, tiny_models):
+    """The darts hypergradient reaching alpha in one real step agrees with exact autograd (cosine >= 0.99)."""
+    write_problem(tmp_path, per_domain=4)
+    cfg = config(tmp_path, tiny_models["prm"], "--iterations", "5", "--train_batch_size", "4")
+    r = Reweighter(cfg)
+    r.run()
+    got = r.upper.last_grad
+    lower, upper = r.lower, r.upper
+    params = lower.trainable_parameters()
+    # v = dL_meta / dphi at the phi the upper step saw (betty ran no lower step after it).
+    meta_loss = upper.training_step(upper.cur_batch)["loss"]
+    v = torch.autograd.grad(meta_loss, params, allow_unused=True)
+    v = [torch.zeros_like(p) if g is None else g for p, g in zip(params, v)]
+    # exact: -d/dalpha (dL_train/dphi . v), and L_train = mean_i w_i(alpha) l_i(phi) is linear in w, so
+    # it is -d/dalpha mean_i w_i(alpha) (dl_i/dphi . v): per-node first derivatives, no double backward.
+    batch = lower.cur_batch
+    per = (r.prm(batch["prm"]) - batch["labels"]) ** 2
+    dots = []
+    for i in range(len(per)):
+        gi = torch.autograd.grad(per[i], params, retain_graph=True, allow_unused=True)
+        dots.append(sum((g * vi).sum() for g, vi in zip(gi, v) if g is not None))
+    w = r.weights()[batch["domains"]]
+    exact = -torch.autograd.grad((w * torch.stack(dots).detach()).mean(), r.weights.raw)[0]
+    cos = torch.nn.functional.cosine_similarity(got, exact, dim=0)
+    assert got.abs().sum() > 0 and cos >= 0.99, (got, exact, cos)
+
+
+@pytest.mark.slow
+def test_corrupted_domain_is_downweighted_and_baseline_stays_at_one(tmp_path, tiny_models):
+    write_problem(tmp_path)
+    summary = train(config(tmp_path, tiny_models["prm"], "--iterations", "60", "--train_batch_size", "4",
+                           "--meta_batch_size", "2"))
+    w = summary["weights"]
+    assert w["noisy"] < 1 < min(w["clean_a"], w["clean_b"]), w
+    log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log] == list(range(5, 61, 5))
+    assert all(r["upper_loss"] is not None for r in log)
+    for f in ("domain_weights.png", "domain_weights_over_iterations.png"):
+        assert (tmp_path / "figs" / f).stat().st_size > 1000
+    assert json.loads((tmp_path / "run/domain_weights.json").read_text()) == w
+    assert (tmp_path / "run/prm/prm_head.pt").is_file()
+
+    base = train(config(tmp_path, tiny_models["prm"], "--iterations", "20", "--train_batch_size", "4",
+                        "--baseline", "--out", "base"))
+    assert base["weights"] == {"clean_a": 1.0, "clean_b": 1.0, "noisy": 1.0}
+    log = [json.loads(x) for x in (tmp_path / "base/log.jsonl").read_text().splitlines()]
+    assert all(r["upper_loss"] is None and r["lower_loss"] == r["weighted_lower_loss"] for r in log)
+
+
+def test_bf16_really_computes_in_bf16(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=2)
+    r = Reweighter(config(tmp_path, tiny_models["prm"], "--iterations", "5", "--precision", "bf16"))
+    seen = []
+    hook = lambda m, i, o: seen.append(o.dtype)  # noqa: E731
+    r.prm.backbone.model.language_model.layers[0].mlp.down_proj.register_forward_hook(hook)
+    r.run()
+    assert seen and all(d == torch.bfloat16 for d in seen)
+    assert next(r.prm.parameters()).dtype == torch.float32  # master weights stay fp32
+
+
+def test_stepwise_format_and_images_train(tmp_path, tiny_models, images):
+    images[1].save(tmp_path / "im.png")
+    write_problem(tmp_path, per_domain=3, image="im.png")
+    s = train(config(tmp_path, tiny_models["prm"], "--iterations", "5", "--input_format", "stepwise",
+                     "--train_batch_size", "2"))
+    assert set(s["weights"]) == {"clean_a", "clean_b", "noisy"}
+    assert s["train_samples"] == 9  # nodes of one response grouped: 3 domains x 3 responses
+
+
+def test_meta_records_without_steps_are_counted_not_fatal(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=2)
+    with open(tmp_path / "meta.jsonl", "a") as f:
+        f.write(json.dumps({"id": "q", "true_false": False, "input": "Only the question?", "image_path": None}) + "\n")
+    s = train(config(tmp_path, tiny_models["prm"], "--iterations", "5", "--meta_batch_size", "9"))
+    assert s["meta_without_steps"] == 1 and s["meta_records"] == 9
+    s = train(config(tmp_path, tiny_models["prm"], "--iterations", "5", "--meta_without_steps", "skip",
+                     "--out", "skip"))
+    assert s["meta_records"] == 8 and s["meta_skipped"] == {"no step text (rule skip)": 1}
+
+
+def test_unknown_domain_is_a_clear_error(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=2)
+    with pytest.raises(ValueError, match="unknown domain.*noisy"):
+        Reweighter(config(tmp_path, tiny_models["prm"], "--domains", "clean_a,clean_b"))
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=2)
+    train(config(tmp_path, tiny_models["prm"], "--iterations", "5"))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config(tmp_path, tiny_models["prm"], "--iterations", "5"))
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_end_where_an_uninterrupted_run_ends(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=4)
+    args = ["--path", str(tmp_path), "--train", "train.jsonl", "--meta", "meta.jsonl", "--prm",
+            str(tiny_models["prm"]), "--figs", "figs", "--gpu", "cpu", "--precision", "fp32", "--lr", "2e-3",
+            "--meta_lr", "0.05", "--log_every", "5", "--save_every", "10", "--iterations", "40"]
+    script = str(Path(__file__).resolve().parents[1] / "reweighting" / "train.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, script, *args, "--out", "killed"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ck = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while not (ck / "step-20").is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (ck / "step-20").is_dir() and not (tmp_path / "killed" / "summary.json").exists()
+    subprocess.run([sys.executable, script, *args, "--out", "killed", "--resume"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, script, *args, "--out", "whole"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a = json.loads((tmp_path / "killed/summary.json").read_text())
+    b = json.loads((tmp_path / "whole/summary.json").read_text())
+    assert a["iterations"] == b["iterations"] == 40
+    for k in a["weights"]:
+        assert abs(a["weights"][k] - b["weights"][k]) < 1e-4, (a["weights"], b["weights"])
+    log = [json.loads(x)["iteration"] for x in (tmp_path / "killed/log.jsonl").read_text().splitlines()]
+    assert log == list(range(5, 41, 5))  # no row lost or doubled across the kill
