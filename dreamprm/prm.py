@@ -164,9 +164,10 @@ class PRM(nn.Module):
             prm.head.load_state_dict(torch.load(head, map_location=backbone.device, weights_only=True))
         return prm
 
-    def save_pretrained(self, out: str | Path) -> None:
+    def save_pretrained(self, out: str | Path, backbone=None) -> None:
+        """Save backbone, processor and head; `backbone` overrides what is saved (e.g. LoRA merged)."""
         out = Path(out)
-        self.backbone.save_pretrained(out)
+        (backbone or self.backbone).save_pretrained(out)
         self.processor.save_pretrained(out)
         torch.save(self.head.state_dict(), out / HEAD_FILE)
 

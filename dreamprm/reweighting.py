@@ -17,6 +17,7 @@ Deviations from a plain use of betty, each for a reason:
 """
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -38,7 +39,7 @@ from .cli import StageArgs
 from .domains import MMPR_DOMAINS, domain_table
 from .io import write_json
 from .models import PRM_BASE
-from .prm import FORMATS, PRM, PRMEncoder
+from .prm import FORMATS, HEAD_FILE, PRM, PRMEncoder
 from .samples import NO_STEP_RULES, load_meta, load_train
 
 HYPERGRADIENTS = ("darts", "neumann", "cg", "sama")
@@ -72,6 +73,8 @@ class ReweightConfig(StageArgs):
     save_every: int = field(default=1000, metadata={"help": "checkpoint interval (iterations)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many recent checkpoints to keep"})
     log_every: int = field(default=10, metadata={"help": "log interval (iterations)"})
+    strategy: str = field(default="default", metadata={
+        "help": "betty strategy: default (one device), or distributed / zero / fsdp under torchrun (CUDA only)"})
     logger: str = field(default="none", metadata={"help": "betty logger: none, tensorboard, wandb"})
     domains: str = field(default="", metadata={
         "help": "allowed domain names, comma-separated, or 'mmpr' for the paper's 15; empty: taken from the data"})
@@ -105,6 +108,9 @@ class InfiniteSampler(Sampler):
 
     def __init__(self, n: int, seed: int, start: int = 0):
         self.n, self.seed, self.start = n, seed, start
+
+    def __len__(self):  # one epoch; the iterator itself never ends
+        return self.n
 
     def __iter__(self):
         epoch, offset = divmod(self.start, self.n)
@@ -182,7 +188,10 @@ class LowerPRM(_Common, ImplicitProblem):
         return self.cfg.loader
 
     def trainable_parameters(self):
-        return [p for p in self.module.parameters() if p.requires_grad]
+        # betty asks for this list several times per step; with LoRA it is a filtered subset.
+        if getattr(self, "_trainable", None) is None:
+            self._trainable = [p for p in self.module.parameters() if p.requires_grad]
+        return self._trainable
 
 
 class UpperWeights(_Common, ImplicitProblem):
@@ -248,6 +257,7 @@ class Reweighter:
         # The PRM loads in fp32: bf16 is autocast so the optimiser updates fp32 master weights (an lr of
         # 5e-7 would vanish in bf16 rounding).
         self.prm = PRM.from_pretrained(cfg.prm, cfg.device, "fp32", cfg.input_format)
+        self.peft = None
         self._adapt_backbone()
         self.weights = DomainWeights(self.domains).to(self.prm.device)
         self.start = 0
@@ -262,7 +272,9 @@ class Reweighter:
 
             lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0,
                               target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)")
-            self.prm.backbone = get_peft_model(backbone, lora).base_model.model  # adapters injected in place
+            # Adapters are injected in place; the base weights stay those of --prm and are frozen.
+            self.peft = get_peft_model(backbone, lora)
+            self.prm.backbone = self.peft.base_model.model
 
     def _loader(self, ds, encoder, domain_index, batch_size, start, seed):
         return DataLoader(ds, batch_size=batch_size, sampler=InfiniteSampler(len(ds), seed, start),
@@ -297,7 +309,12 @@ class Reweighter:
                                       extra_config=_Cfg(cfg, meta_loader))
             problems.append(self.upper)
             deps = {"u2l": {self.upper: [self.lower]}, "l2u": {self.lower: [self.upper]}}
-        strategy = "cpu" if str(self.prm.device) == "cpu" else "default"
+        strategy = cfg.strategy
+        if strategy in ("distributed", "zero", "fsdp") and not torch.cuda.is_available():
+            raise RuntimeError(f"--strategy {strategy} needs CUDA GPUs (betty pins one GPU per rank); "
+                               "launch with torchrun, see reweighting/README.md")
+        if strategy == "default" and str(self.prm.device) == "cpu":
+            strategy = "cpu"
         engine_cfg = EngineConfig(train_iters=cfg.iterations, valid_step=10 ** 12, logger_type=cfg.logger,
                                   strategy=strategy)
         self.engine = DreamEngine(problems, engine_cfg, deps, self)
@@ -309,17 +326,20 @@ class Reweighter:
         return sorted(ck.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if ck.is_dir() else []
 
     def save(self, it: int) -> Path:
+        from peft import get_peft_model_state_dict
         """A checkpoint is written to a temporary directory and renamed: a kill never leaves half of one."""
         ck = self.out / "checkpoints"
         tmp, final = ck / f".tmp-step-{it}", ck / f"step-{it}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.prm.save_pretrained(tmp / "prm")
+        merged = copy.deepcopy(self.peft).merge_and_unload() if self.peft is not None else None
+        self.prm.save_pretrained(tmp / "prm", merged)  # with LoRA: a plain PRM with the adapters merged
         write_json(tmp / "domain_weights.json", self.weights.as_dict())
         torch.save({
             "iteration": it, "weights": self.weights.state_dict(),
             "lower_opt": self.lower.optimizer.state_dict(), "lower_sched": self.lower.scheduler.state_dict(),
             "upper_opt": self.upper.optimizer.state_dict() if self.upper else None,
+            "lora": get_peft_model_state_dict(self.peft) if self.peft is not None else None,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "config": asdict(self.cfg),
         }, tmp / "state.pt")
@@ -331,13 +351,19 @@ class Reweighter:
 
     def resume(self) -> int:
         """Load the newest checkpoint (PRM, weights, optimisers, data position); return its iteration."""
+        from peft import set_peft_model_state_dict
+
         dirs = self.checkpoint_dirs()
         if not dirs:
             return 0
         ck = dirs[-1]
         state = torch.load(ck / "state.pt", map_location="cpu", weights_only=False)
-        loaded = PRM.from_pretrained(str(ck / "prm"), str(self.prm.device), "fp32", self.cfg.input_format)
-        self.prm.load_state_dict(loaded.state_dict())
+        if self.peft is not None:  # base weights are --prm's; only adapters and head were trained
+            set_peft_model_state_dict(self.peft, state["lora"])
+            self.prm.head.load_state_dict(torch.load(ck / "prm" / HEAD_FILE, map_location=self.prm.device))
+        else:
+            loaded = PRM.from_pretrained(str(ck / "prm"), str(self.prm.device), "fp32", self.cfg.input_format)
+            self.prm.load_state_dict(loaded.state_dict())
         self.weights.load_state_dict(state["weights"])
         self.start = state["iteration"]
         self._resume_state = state
@@ -362,6 +388,8 @@ class Reweighter:
     # ---- logging -----------------------------------------------------------------------------------
     def after_step(self, it: int):
         cfg = self.cfg
+        if not self.engine.is_rank_zero():  # under torchrun only rank 0 logs and saves
+            return
         if it % cfg.log_every == 0 or it == cfg.iterations:
             upper = self.upper.last.get("loss") if self.upper is not None else None
             row = {"iteration": it, "lower_loss": self.lower.last["plain_loss"],
@@ -409,6 +437,8 @@ class Reweighter:
     def finish(self) -> dict:
         from .plots import plot_weights, plot_weights_over_time
 
+        if not self.engine.is_rank_zero():
+            return {}
         final = self.out / "prm"
         shutil.rmtree(final, ignore_errors=True)
         shutil.copytree(self.checkpoint_dirs()[-1] / "prm", final)

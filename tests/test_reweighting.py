@@ -182,3 +182,31 @@ def test_sigkill_and_resume_end_where_an_uninterrupted_run_ends(tmp_path, tiny_m
         assert abs(a["weights"][k] - b["weights"][k]) < 1e-4, (a["weights"], b["weights"])
     log = [json.loads(x)["iteration"] for x in (tmp_path / "killed/log.jsonl").read_text().splitlines()]
     assert log == list(range(5, 41, 5))  # no row lost or doubled across the kill
+
+
+def test_lora_and_gradient_checkpointing_train_save_and_resume(tmp_path, tiny_models):
+    from dreamprm.prm import PRM
+
+    write_problem(tmp_path, per_domain=2)
+    args = ("--lora_rank", "4", "--gradient_checkpointing", "--save_every", "5")
+    r = Reweighter(config(tmp_path, tiny_models["prm"], "--iterations", "5", *args))
+    s = r.run()
+    trainable = r.lower.trainable_parameters()
+    n_all = sum(p.numel() for p in r.prm.parameters())
+    assert 0 < sum(p.numel() for p in trainable) < n_all / 2  # adapters and head only
+    assert any("lora" in n for n, p in r.prm.named_parameters() if p.requires_grad)
+    merged = PRM.from_pretrained(s["prm"], "cpu")  # a plain PRM, adapters merged
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    sample = r.train_data.samples[:1]
+    r.prm.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged.score(sample), r.prm.score(sample), atol=1e-4, rtol=1e-4)
+    s2 = train(config(tmp_path, tiny_models["prm"], "--iterations", "10", "--resume", *args))
+    assert s2["iterations"] == 10
+
+
+def test_distributed_strategy_without_cuda_is_a_clear_error(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=2)
+    r = Reweighter(config(tmp_path, tiny_models["prm"], "--strategy", "distributed"))
+    with pytest.raises(RuntimeError, match="needs CUDA.*torchrun"):
+        r.build()
