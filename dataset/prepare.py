@@ -24,7 +24,7 @@ SOURCES = {m.NAME: m for m in (mmpr, mmmu, mathvista, wemath, mathvision, mmvet,
 @dataclass
 class PrepareConfig(StageArgs):
     """Prepare the training domains (MMPR), the meta set source (MMMU) and the five benchmarks."""
-    out: str = field(default="data", metadata={"help": "output folder: <out>/<source>/<split>.jsonl + images/"})
+    out: str = field(default="data", metadata={"help": "output folder: <out>/<source>.jsonl, <out>/images/<source>/"})
     sources: list[str] = field(default_factory=lambda: list(SOURCES),
                                metadata={"help": "sources to prepare", "choices": list(SOURCES)})
     local: list[str] = field(default_factory=list, metadata={
@@ -33,7 +33,8 @@ class PrepareConfig(StageArgs):
                 "is allowed when one source is chosen"})
     n_per_domain: int = field(default=1000, metadata={"help": "questions sampled per MMPR domain"})
     mmpr_repo: str = field(default=mmpr.HUB_ID, metadata={"help": "hub id of MMPR"})
-    cache_dir: str | None = field(default=None, metadata={"help": "datasets / hub cache (default: HF's)"})
+    cache_dir: str | None = field(default=None,
+                                  metadata={"help": "datasets / hub cache folder; unset: HF's usual cache"})
 
 
 def local_paths(cfg: PrepareConfig) -> dict[str, list[Path]]:
@@ -50,7 +51,7 @@ def local_paths(cfg: PrepareConfig) -> dict[str, list[Path]]:
 
 def prepare(name: str, cfg: PrepareConfig, local: list[Path] | None) -> str:
     src = SOURCES[name]
-    w = SourceWriter(cfg.resolve(cfg.out).resolve() / name / f"{src.SPLIT}.jsonl", cfg.path)
+    w = SourceWriter(cfg.resolve(cfg.out).resolve() / f"{name}.jsonl", cfg.path)
     cap = cfg.n_per_domain if getattr(src, "PER_DOMAIN", False) else None
     for row in src.rows(local, cfg):
         if cap is not None and w.by_dataset[row["domain"]] >= cap:

@@ -153,11 +153,11 @@ def _safe(name: str) -> str:
 
 
 class SourceWriter:
-    """Collects one source's records; saves images under `images/` beside the JSONL."""
+    """Collects one source's records; saves its images in images/<file stem>/ beside the JSONL."""
 
     def __init__(self, out_file: str | Path, root: str | Path):
         self.out_file = Path(out_file)
-        self.image_dir = self.out_file.parent / "images"
+        self.image_dir = self.out_file.parent / "images" / self.out_file.stem
         self.root = Path(root).resolve()
         self.records: list[dict] = []
         self.skipped: Counter = Counter()
@@ -181,9 +181,9 @@ class SourceWriter:
         if not values:
             raise Skip("missing image")
         encoded = [encode_image(image_bytes(v, base)) for v in values]  # all or nothing
-        rid = self._unique(text(rec.get("id")) or str(len(self.records)), self._ids)
-        stem = self._unique(_safe(rid), self._stems)
-        paths = [self._save(data, f"{stem}_{k}" if many else stem, ext) for k, (data, ext) in enumerate(encoded, 1)]
+        rid = self._unique_id(text(rec.get("id")) or str(len(self.records)))
+        names = self._names(rid, len(encoded), many)
+        paths = [self._save(data, name, ext) for (data, ext), name in zip(encoded, names)]
         options = rec.get("options")
         out = {"id": rid, "input": rec["input"], "image_path": paths[0], "ground_truth": rec["ground_truth"],
                "dataset": text(rec.get("dataset")), "type": rec.get("type"), "hint": text(rec.get("hint")),
@@ -194,15 +194,25 @@ class SourceWriter:
         self.records.append(out)
         self.by_dataset[out["dataset"]] += 1
 
-    def _unique(self, name: str, seen: set) -> str:
-        # Deterministic in row order, so a rerun renames the same way; renaming beats overwriting.
-        new, k = name, 2
-        while new in seen:
-            new, k = f"{name}-{k}", k + 1
-        if new != name and seen is self._ids:
-            self.renamed += 1
-        seen.add(new)
+    def _unique_id(self, rid: str) -> str:
+        # Deterministic in row order, so a rerun renames the same way; renaming beats dropping a question.
+        new, k = rid, 2
+        while new in self._ids:
+            new, k = f"{rid}-{k}", k + 1
+        self.renamed += new != rid
+        self._ids.add(new)
         return new
+
+    def _names(self, rid: str, n: int, many: bool) -> list[str]:
+        """File names (no extension) that no other record of this run uses: <id>, or <id>_1 .. <id>_n."""
+        base, k = _safe(rid), 1
+        while True:
+            stem = base if k == 1 else f"{base}-{k}"
+            names = [f"{stem}_{i}" for i in range(1, n + 1)] if many else [stem]
+            if not self._stems.intersection(names):
+                self._stems.update(names)
+                return names
+            k += 1
 
     def _save(self, data: bytes, stem: str, ext: str) -> str:
         path = self.image_dir / f"{stem}{ext}"

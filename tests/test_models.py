@@ -3,7 +3,7 @@ import torch
 
 from dreamprm import prompts
 from dreamprm.models import generate, load_judge, load_vlm, pick_dtype
-from dreamprm.prm import HEAD_FILE, PRM
+from dreamprm.prm import HEAD_FILE, PRM, Sample
 
 
 def test_tiny_policy_generates_for_a_batch_of_image_prompts(tiny_models, images):
@@ -31,7 +31,7 @@ def test_tiny_judge_generates_from_text(tiny_models):
 
 def test_tiny_prm_scores_a_batch_and_backpropagates(tiny_models, images):
     prm = PRM.from_pretrained(str(tiny_models["prm"]), "cpu")
-    items = [(im, "What is shown?", f"Step 1: look at part {i}.") for i, im in enumerate(images)]
+    items = [Sample(im, "What is shown?", [f"Step 1: look at part {i}."]) for i, im in enumerate(images)]
     scores = prm.score(items)
     assert scores.shape == (4,) and bool(((scores > 0) & (scores < 1)).all())
     torch.nn.functional.mse_loss(scores, torch.tensor([1.0, 0.0, 1.0, 0.0])).backward()
@@ -49,7 +49,7 @@ def test_prm_round_trips_through_save_pretrained(tiny_models, images, tmp_path):
     prm.save_pretrained(tmp_path / "prm")
     assert (tmp_path / "prm" / HEAD_FILE).is_file()
     again = PRM.from_pretrained(str(tmp_path / "prm"), "cpu")
-    item = [(images[0], "Q?", "Step 1: x")]
+    item = [Sample(images[0], "Q?", ["Step 1: x"])]
     with torch.no_grad():
         torch.testing.assert_close(prm.score(item), again.score(item))
 

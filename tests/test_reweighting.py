@@ -7,42 +7,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from dreamprm.cli import parse_args
 from dreamprm.reweighting import DomainWeights, ReweightConfig, Reweighter, train
-
-GOOD = "Step 1: The picture shows {n} red squares.\n\nStep 2: So the count is {n}.\n\n"
-BAD = "Step 1: The picture shows no squares at all.\n\nStep 2: Guessing wildly, the count is zero.\n\n"
+from dreamprm.synthetic import write_reweighting_problem
 
 
-def write_problem(root: Path, corrupted=("noisy",), clean=("clean_a", "clean_b"), per_domain=12, seed=0,
-                  image=None):
-    """Clean domains label good steps 1 and bad steps 0; corrupted domains flip the labels.
-
-    The meta set holds whole CoTs (good = right, bad = wrong), so only the clean domains teach the PRM what
-    the upper level rewards.
-    """
-    rng = np.random.default_rng(seed)
-    train, meta = [], []
-    for d in (*clean, *corrupted):
-        for q in range(per_domain):
-            good = bool(rng.random() < 0.5)
-            resp = (GOOD if good else BAD).format(n=q % 7 + 1)
-            label = float(good) if d in clean else float(not good)
-            cut = resp.index("Step 2")
-            for sid, prefix in enumerate((resp[:cut], resp), 1):
-                train.append({"id": f"{d}-{q}", "sid": sid, "input": f"How many squares? ({q})", "add": prefix,
-                              "image_path": image, "dataset": d, "accuracy": label})
-    for q in range(8):
-        good = q % 2 == 0
-        resp = (GOOD if good else BAD).format(n=q + 1)
-        meta.append({"id": f"m{q}", "true_false": good, "input": f"How many squares? (m{q})\n\n{resp}Final answer: x",
-                     "image_path": image})
-    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
-    (root / "meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in meta))
+def write_problem(root, per_domain=12, image=None):
+    write_reweighting_problem(root, per_domain=per_domain, image=image)
 
 
 def config(root, prm, *extra):

@@ -25,5 +25,6 @@ def convert(row: dict) -> dict:
         "options": options,
         "level": row.get("level"),
         "subject": row.get("subject"),
-        "image": row.get("decoded_image") or row.get("image"),
+        # The hub table holds the picture in decoded_image; a local JSON only has the path in image.
+        "image": row["decoded_image"] if "decoded_image" in row else row.get("image"),
     }

@@ -32,5 +32,6 @@ def convert(row: dict) -> dict:
         "answer_type": row.get("answer_type"),
         "precision": row.get("precision"),  # decimals the float answers are graded at
         "unit": text(row.get("unit")) or None,
-        "image": row.get("decoded_image") or row.get("image"),
+        # The hub table holds the picture in decoded_image; a local JSON only has the path in image.
+        "image": row["decoded_image"] if "decoded_image" in row else row.get("image"),
     }

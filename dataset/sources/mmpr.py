@@ -51,7 +51,8 @@ def rows(local, cfg):
         if not ann or not ann.is_file():
             print(f"mmpr: no correctness_rules annotation for domain {domain}; it gets no records", file=sys.stderr)
             continue
-        image_root = _find(folder, meta[key].get("root", ""))
+        root = meta[key].get("root", "")
+        image_root = _find(folder, root, "images/" + Path(root).name)  # some meta.json hold absolute paths
         questions = _questions(ann)
         random.Random(f"{cfg.seed}-{domain}").shuffle(questions)
         for q in questions:
@@ -116,7 +117,7 @@ def convert(row: dict) -> dict:
 
 
 def download(cfg) -> Path:
-    """Fetch meta.json + annotations.zip + images.zip once and unpack them under <out>/mmpr/raw."""
+    """Fetch meta.json + annotations.zip + images.zip once and unpack them under <out>/raw/mmpr."""
     import shutil
     import zipfile
 
@@ -124,7 +125,7 @@ def download(cfg) -> Path:
 
     snap = Path(snapshot_download(cfg.mmpr_repo, repo_type="dataset", cache_dir=cfg.cache_dir,
                                   allow_patterns=["meta.json", "annotations.zip", "images.zip"]))
-    dest = cfg.resolve(cfg.out) / NAME / "raw"
+    dest = cfg.resolve(cfg.out) / "raw" / NAME
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(snap / "meta.json", dest / "meta.json")
     for z in ("annotations.zip", "images.zip"):
