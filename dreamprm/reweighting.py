@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import random
 import shutil
 import time
@@ -41,6 +42,9 @@ from .io import write_json
 from .models import PRM_BASE
 from .prm import FORMATS, HEAD_FILE, PRM, PRMEncoder
 from .samples import NO_STEP_RULES, load_meta, load_train
+
+# betty prints INFO lines for every problem and step; our progress bar and log.jsonl say the same.
+logging.getLogger("betty").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 HYPERGRADIENTS = ("darts", "neumann", "cg", "sama")
 FINITE_DIFFERENCE = ("darts", "sama")  # methods that only need the lower loss's value at perturbed phi
