@@ -85,6 +85,9 @@ def generate(model, processor, prompts: Sequence[tuple], n: int = 1, temperature
     out: list[list[str]] = [[] for _ in prompts]
     sampling = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature > 0 else \
         dict(do_sample=False)
+    # Greedy decoding is deterministic and transformers refuses num_return_sequences > 1 without sampling:
+    # decode once per prompt and repeat the text n times.
+    copies, n = (n, 1) if temperature <= 0 else (1, n)
     with tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt") as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
@@ -105,6 +108,6 @@ def generate(model, processor, prompts: Sequence[tuple], n: int = 1, temperature
                                  or None, **sampling)
             texts = tokenizer.batch_decode(gen[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
             for j, i in enumerate(idx):
-                out[i] = texts[j * n:(j + 1) * n]
+                out[i] = texts[j * n:(j + 1) * n] * copies
             bar.update(len(idx))
     return out

@@ -3,4 +3,4 @@
 # usage: bash scripts/01_prepare_data.sh --path <repo root> [--sources mmpr mmstar ...] [--local SOURCE=PATH ...]
 #        [--n_per_domain 1000] [--out data]        (all options: python dataset/prepare.py --help)
 source "$(dirname "$0")/_common.sh" "$@"
-"$PY" dataset/prepare.py "${ARGS[@]}"
+"$PY" "$REPO/dataset/prepare.py" "${ARGS[@]}"

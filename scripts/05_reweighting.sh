@@ -3,4 +3,4 @@
 # usage: bash scripts/05_reweighting.sh --path <repo root> --gpu 0 [--train F] [--meta F] [--out DIR] [...]
 # All options: python reweighting/train.py --help
 source "$(dirname "$0")/_common.sh" "$@"
-"$PY" reweighting/train.py "${ARGS[@]}"
+"$PY" "$REPO/reweighting/train.py" "${ARGS[@]}"

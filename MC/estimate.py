@@ -1,0 +1,80 @@
+"""Stage 4: Monte Carlo estimation. Roll every tree node's prefix out with the policy, judge each completion's
+final answer, and label the node with the fraction that reach the right answer.
+
+    python MC/estimate.py --path . [--tree runs/mc/tree.jsonl] [--out runs/mc/estimate.jsonl] [--shard 0/4] [--resume]
+"""
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from dreamprm import shards
+from dreamprm.cli import parse_args
+from dreamprm.domains import canonical
+from dreamprm.io import AppendWriter, read_records
+from dreamprm.mc import NODE_FIELDS, RULES, MCSettings, estimate, node_key
+from dreamprm.rollout import GenerationArgs
+from dreamprm.selection import histogram
+
+
+@dataclass
+class EstimateArgs(GenerationArgs):
+    """Batched MC estimation over many tree nodes at once; each node is appended to --out when finished."""
+    tree: str = field(default="runs/mc/tree.jsonl", metadata={"help": "tree nodes from MC/tree.py"})
+    out: str = field(default="runs/mc/estimate.jsonl", metadata={
+        "help": "labelled nodes (JSONL; shards write <stem>.shard-i-of-n.jsonl)"})
+    min_rollouts: int = field(default=4, metadata={
+        "help": "minimum rollouts per node, counting the original response (the paper: 4)"})
+    max_rollouts: int = field(default=16, metadata={
+        "help": "cap on rollouts per node; under the paper's rule every node with mixed outcomes runs to it"})
+    rule: str = field(default="paper", metadata={
+        "help": f"expansion rule: {', '.join(RULES)} (paper: continue while 0 < accuracy < 1 or times < min)"})
+    pool: int = field(default=64, metadata={"help": "unfinished nodes in flight; their rollouts share backend calls"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first N nodes (smoke runs)"})
+
+
+def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
+    i, n = shards.parse_shard(cfg.shard)
+    tree = read_records(cfg.resolve(cfg.tree), required=NODE_FIELDS)[: cfg.limit]
+    position = {node_key(x): k for k, x in enumerate(tree)}
+    nodes = shards.select(tree, i, n)
+    ok = {id(x): not x.get("image_path") or cfg.resolve(x["image_path"]).is_file() for x in nodes}
+    missing = [x for x in nodes if not ok[id(x)]]
+    if missing:
+        print(f"skipping {len(missing)} node(s) whose image is missing, e.g. {cfg.resolve(missing[0]['image_path'])}")
+        nodes = [x for x in nodes if ok[id(x)]]
+    out = shards.shard_path(cfg.resolve(cfg.out), i, n)
+    settings = MCSettings(cfg.min_rollouts, cfg.max_rollouts, cfg.rule, cfg.temperature, cfg.max_new_tokens,
+                          cfg.seed, cfg.pool)
+    settings.check()
+    with AppendWriter(out, key=node_key, resume=cfg.resume) as writer:
+        shards.done_marker(out).unlink(missing_ok=True)  # unfinished until finalize() says otherwise
+        todo = sum(not writer.done(node_key(x)) for x in nodes)
+        print(f"MC estimation shard {cfg.shard}: {len(nodes)} nodes, {writer.n_resumed} already in {out}, "
+              f"{todo} to expand (rule {cfg.rule}, rollouts {cfg.min_rollouts}..{cfg.max_rollouts})")
+        if todo:
+            backend = backend or cfg.make_backend()
+            judge = judge or cfg.make_judge()
+        stats = estimate(nodes, backend, judge, writer, settings, resolve_image=cfg.resolve, progress=progress)
+    total = shards.finalize(out, lambda x: position.get(node_key(x), len(position)))
+
+    done = read_records(out) if total else []
+    by_domain = defaultdict(list)
+    for x in done:
+        by_domain[canonical(str(x["dataset"]))].append(x["accuracy"])
+    print(f"expanded {stats['nodes']} nodes with {stats['completions']} completions "
+          f"({stats['resumed']} resumed, {len(missing)} skipped for a missing image)")
+    for d, accs in sorted(by_domain.items()):
+        print(f"  {d}: {len(accs)} nodes, mean accuracy {sum(accs) / len(accs):.3f}")
+    print(f"  label histogram: {dict(sorted(histogram([x['accuracy'] for x in done]).items()))}")
+    print(f"  rollouts per node: {dict(sorted(Counter(x['times'] for x in done).items()))}")
+    if judge is not None:
+        print("  " + judge.report())
+    print(f"wrote {out}: {total} nodes")
+    return {"out": out, "records": total, **stats, "skipped_missing_image": len(missing)}
+
+
+def main(argv=None):
+    return run(parse_args(EstimateArgs, argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Stage 5: train data. Per domain at most 1,000 labelled nodes: mixed-outcome nodes first, then equal
+numbers of accuracy-0 and accuracy-1 nodes, then any remainder (seeded).
+
+    python MC/train_data.py --path . [--nodes runs/mc/estimate.jsonl] [--out runs/mc/train.jsonl]
+"""
+from dataclasses import dataclass, field
+
+from dreamprm import shards
+from dreamprm.cli import StageArgs, parse_args
+from dreamprm.io import read_records, write_jsonl
+from dreamprm.mc import NODE_FIELDS
+from dreamprm.selection import balance, histogram
+
+
+@dataclass
+class TrainDataArgs(StageArgs):
+    """Select the lower-level train records {id, sid, input, add, ground_truth, image_path, dataset, score,
+    times, accuracy} from MC-labelled nodes."""
+    nodes: str = field(default="runs/mc/estimate.jsonl", metadata={"help": "labelled nodes from MC/estimate.py"})
+    out: str = field(default="runs/mc/train.jsonl", metadata={"help": "train records (JSONL)"})
+    per_domain: int = field(default=1000, metadata={"help": "at most this many nodes per domain"})
+
+
+def main(argv=None):
+    cfg = parse_args(TrainDataArgs, argv)
+    src, out = cfg.resolve(cfg.nodes), cfg.resolve(cfg.out)
+    if out.exists() and not cfg.resume:
+        raise SystemExit(f"{out} exists; pass --resume to rebuild it (the selection is seeded) or remove it")
+    if not shards.done_marker(src).exists():
+        print(f"warning: {src} has no .done marker: MC estimation may be unfinished (or its shards unmerged)")
+    nodes = read_records(src, required=NODE_FIELDS)
+    train, stats = balance(nodes, cap=cfg.per_domain, seed=cfg.seed)
+    write_jsonl(out, train)
+    print(f"{len(nodes)} labelled nodes -> {len(train)} train records (at most {cfg.per_domain} per domain)")
+    print(f"  {'domain':<14}" + "".join(f"{h:>16}" for h in ("mixed", "accuracy 0", "accuracy 1"))
+          + "   (selected / available)")
+    for d, c in stats.items():
+        print(f"  {d:<14}" + "".join(f"{c[f'selected {k}']:>8} / {c[f'available {k}']:<5}"
+                                     for k in ("mixed", "0", "1")))
+    print(f"  label histogram: {dict(sorted(histogram([r['accuracy'] for r in train]).items()))}")
+    print(f"wrote {out}")
+    return train, stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Stage 3: the step-prefix tree. One node per step of every policy response that has a final answer.
+
+    python MC/tree.py --path . [--responses runs/rollouts/mmpr.jsonl] [--out runs/mc/tree.jsonl]
+"""
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dreamprm.cli import StageArgs, parse_args
+from dreamprm.domains import canonical
+from dreamprm.io import write_jsonl
+from dreamprm.mc import build_tree
+from dreamprm.rollout import read_policy_records
+
+
+@dataclass
+class TreeArgs(StageArgs):
+    """Build MC tree nodes {id, sample, sid, input, add, ground_truth, image_path, dataset, score, times,
+    accuracy} from policy responses: one node per step prefix, initialised from the response's verdict."""
+    responses: str = field(default="runs/rollouts/mmpr.jsonl", metadata={
+        "help": "policy records: comma-separated files or glob patterns"})
+    out: str = field(default="runs/mc/tree.jsonl", metadata={"help": "tree nodes (JSONL)"})
+
+
+def main(argv=None):
+    cfg = parse_args(TreeArgs, argv)
+    out = cfg.resolve(cfg.out)
+    if out.exists() and not cfg.resume:
+        raise SystemExit(f"{out} exists; pass --resume to rebuild it (the tree is deterministic) or remove it")
+    records = read_policy_records(cfg, cfg.responses)
+    nodes, skipped = build_tree(records, image_exists=lambda p: cfg.resolve(p).is_file(), where=cfg.responses)
+    write_jsonl(out, nodes)
+
+    per_domain = Counter(canonical(str(n["dataset"])) for n in nodes)
+    responses = Counter(canonical(str(n["dataset"])) for n in nodes if n["sid"] == 1)
+    print(f"read {len(records)} responses; {sum(responses.values())} kept, {sum(skipped.values())} skipped")
+    for why, k in sorted(skipped.items()):
+        print(f"  skipped {k}: {why}")
+    for d in sorted(per_domain):
+        print(f"  {d}: {responses[d]} responses -> {per_domain[d]} nodes")
+    steps = Counter(Counter((n["id"], n["sample"]) for n in nodes).values())
+    print(f"  steps per response: {dict(sorted(steps.items()))}")
+    print(f"  initial labels: {sum(n['score'] for n in nodes)} nodes from right responses, "
+          f"{sum(1 - n['score'] for n in nodes)} from wrong ones")
+    print(f"wrote {out}: {len(nodes)} nodes")
+    return nodes, skipped
+
+
+if __name__ == "__main__":
+    main()

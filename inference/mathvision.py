@@ -1,0 +1,36 @@
+"""MathVision (test) rollouts: 8 candidates per question for best-of-N (SPEC stage 2).
+
+    python inference/mathvision.py --path . [--policy DIR] [--shard 0/4] [--resume]  # -> runs/rollouts/mathvision.jsonl
+"""
+from dataclasses import dataclass, field
+
+from dreamprm import prompts
+from dreamprm.cli import parse_args
+from dreamprm.rollout import RolloutArgs, run
+
+
+@dataclass
+class MathVisionArgs(RolloutArgs):
+    """MathVision test rollouts: N responses per question, each final answer checked."""
+    dataset: str = field(default="mathvision", metadata={"help": "dataset name: default input and output file names"})
+    n: int = field(default=8, metadata={"help": "responses per question (best-of-N candidates)"})
+
+
+def make_input(q: dict) -> str:
+    # About half of MathVision is multiple choice (options A-E, answer a letter), the rest free-form values;
+    # an empty option list means free-form.
+    return prompts.question_text(q["input"], q.get("hint"), q.get("options") or None)
+
+
+def make_prompt(q: dict) -> str:
+    return prompts.structured_prompt(make_input(q))
+
+
+# Answer check: the default (ground_truth, options); LaTeX answers the rules cannot parse go to the judge.
+
+def main(argv=None):
+    return run(parse_args(MathVisionArgs, argv), make_prompt, make_input)
+
+
+if __name__ == "__main__":
+    main()

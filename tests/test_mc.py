@@ -1,0 +1,272 @@
+"""Stages 3-6 (MC/ and inference/meta_data.py): tree, batched MC estimation, train and meta data, TRL export."""
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dreamprm import shards
+from dreamprm.backends import Backend, TransformersBackend, stable_seed
+from dreamprm.cli import parse_args
+from dreamprm.io import DataError, read_records, write_jsonl
+from dreamprm.judge import Judge
+from dreamprm.mc import NODE_FIELDS, build_tree, node_key, paper_rule, to_trl
+from dreamprm.selection import balance, meta_rule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(rel: str):
+    path = ROOT / rel
+    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+estimate_cli = load_script("MC/estimate.py")
+
+
+def response(n_steps: int, answer: str) -> str:
+    return "".join(f"Step {k}: part {k}.\n\n" for k in range(1, n_steps + 1)) + f"Final answer: {answer}"
+
+
+@pytest.fixture
+def root(tmp_path, images):
+    """Policy records of two domains (with images) and a tree built from them."""
+    (tmp_path / "img").mkdir()
+    recs = []
+    for i in range(6):
+        images[i % len(images)].save(tmp_path / "img" / f"{i}.png")
+        recs.append({"id": f"q{i}", "sample": 0, "response": response(2 + i % 3, "4" if i % 2 else "5"),
+                     "input": f"Question {i}?", "true_false": bool(i % 2), "image_path": f"img/{i}.png",
+                     "ground_truth": "4", "dataset": "chartqa" if i < 3 else "geos", "options": None})
+    write_jsonl(tmp_path / "responses.jsonl", recs)
+    load_script("MC/tree.py").main(["--path", str(tmp_path), "--responses", "responses.jsonl", "--out", "tree.jsonl"])
+    return tmp_path
+
+
+class FakePolicy(Backend):
+    """Deterministic in (node, rollout seed): whether a completion is right is a coin whose bias depends on
+    the question, so some nodes are always right, some never, some mixed. Can crash after some calls."""
+    BIAS = {"q0": 0, "q1": 0, "q2": 50, "q3": 100, "q4": 30, "q5": 100}
+
+    def __init__(self, crash_after=None):
+        self.calls, self.crash_after, self.sizes = 0, crash_after, []
+
+    @classmethod
+    def right(cls, node, seed) -> bool:
+        return stable_seed("coin", seed) % 100 < cls.BIAS[node["id"]]
+
+    def generate(self, requests, n, temperature, max_new_tokens):
+        self.calls += 1
+        if self.crash_after is not None and self.calls > self.crash_after:
+            raise RuntimeError("killed")
+        self.sizes.append(len(requests))
+        return [[f"Step 9: go on.\n\nFinal answer: {'4' if self.right(r.question, r.seed) else '7'}"] * n
+                for r in requests]
+
+
+def sequential(node, lo, hi, seed=42):
+    """The paper's loop, one rollout at a time: the reference the batched engine must equal."""
+    score, times = node["score"], node["times"]
+    while (0 < score < times or times < lo) and times < hi:
+        score += FakePolicy.right(node, stable_seed(seed, node["id"], node["sample"], node["sid"], times))
+        times += 1
+    return score, times
+
+
+def estimate(root, *extra, backend=None, judge=None):
+    cfg = parse_args(estimate_cli.EstimateArgs, ["--path", str(root), "--tree", "tree.jsonl", "--judge", "none",
+                                                 "--policy", "unused", "--gpu", "cpu", *extra])
+    return estimate_cli.run(cfg, backend=backend or FakePolicy(), judge=judge or Judge(None), progress=False)
+
+
+def test_tree_has_one_node_per_step_initialised_from_the_response(root):
+    tree = read_records(root / "tree.jsonl", required=NODE_FIELDS)
+    assert [(n["id"], n["sid"]) for n in tree[:5]] == [("q0", 1), ("q0", 2), ("q1", 1), ("q1", 2), ("q1", 3)]
+    assert len(tree) == 2 + 3 + 4 + 2 + 3 + 4
+    q1 = [n for n in tree if n["id"] == "q1"]
+    assert q1[0]["add"] == "Step 1: part 1.\n\n" and q1[2]["add"] == response(3, "4").split("Final")[0]
+    assert all((n["score"], n["times"], n["accuracy"]) == (1, 1, 1.0) for n in q1)
+    assert all(n["score"] == 0 for n in tree if n["id"] == "q0")
+
+
+def test_tree_skips_are_counted_and_bad_records_named(tmp_path):
+    good = {"id": 1, "response": response(2, "3"), "input": "Q", "true_false": True, "ground_truth": "3",
+            "image_path": "gone.png"}
+    recs = [{**good, "id": 2, "response": "no marker"}, {**good, "id": 3, "response": "Final answer: 3"},
+            {**good, "id": 4}, {**good, "id": 5, "image_path": None}]
+    nodes, skipped = build_tree(recs, image_exists=lambda p: False)
+    assert skipped == {"no final answer": 1, "no steps": 1, "missing image": 1} and len(nodes) == 2
+    with pytest.raises(DataError, match="record 2: true_false must be true or false"):
+        build_tree([good, {**good, "id": 6, "true_false": "yes"}])
+    with pytest.raises(DataError, match=r"record 2: response \(id=1, sample=0\) appears twice"):
+        build_tree([good, good])
+    write_jsonl(tmp_path / "r.jsonl", [good, {"id": 7, "response": "x"}])
+    with pytest.raises(DataError, match=r"r\.jsonl: line 2: missing field\(s\) input, true_false"):
+        load_script("MC/tree.py").main(["--path", str(tmp_path), "--responses", "r.jsonl"])
+
+
+@pytest.mark.parametrize("pool", [1, 5, 100])
+def test_batched_estimation_equals_the_one_at_a_time_rule(root, pool):
+    backend = FakePolicy()
+    stats = estimate(root, "--min_rollouts", "4", "--max_rollouts", "9", "--pool", str(pool), backend=backend)
+    got = read_records(root / "runs" / "mc" / "estimate.jsonl", required=NODE_FIELDS)
+    tree = read_records(root / "tree.jsonl")
+    assert [node_key(n) for n in got] == [node_key(n) for n in tree]  # every node once, in tree order
+    for n, t in zip(got, tree):
+        assert (n["score"], n["times"]) == sequential(t, 4, 9) and n["accuracy"] == n["score"] / n["times"]
+    times = {n["times"] for n in got}
+    assert times == {4, 9}  # the rule really ran: unanimous nodes stop at the minimum, mixed ones at the cap
+    assert any(0 < n["accuracy"] < 1 for n in got) and any(n["accuracy"] in (0, 1) for n in got)
+    assert stats["completions"] == sum(n["times"] - 1 for n in got)
+    if pool == 100:  # the whole tree in flight: one call for the first 3 rollouts, one for the rest
+        assert backend.calls == 2 and backend.sizes[0] == 3 * len(tree)
+
+
+def test_rules_and_cap_are_configurable(root):
+    estimate(root, "--rule", "fixed", "--min_rollouts", "3", "--max_rollouts", "3")
+    assert {n["times"] for n in read_records(root / "runs" / "mc" / "estimate.jsonl")} == {3}
+    assert paper_rule(4, 4, 4, 16) == paper_rule(0, 4, 4, 16) == paper_rule(3, 16, 4, 16) == 0
+    assert paper_rule(1, 2, 4, 16) == 2 and paper_rule(2, 5, 4, 16) == 11
+    with pytest.raises(ValueError, match="min_rollouts <= max_rollouts"):
+        estimate(root, "--min_rollouts", "5", "--max_rollouts", "4", "--resume")
+
+
+def test_estimation_resumes_after_a_crash_and_shards_merge(root):
+    estimate(root, "--out", "full.jsonl", "--max_rollouts", "8")
+    with pytest.raises(RuntimeError, match="killed"):
+        estimate(root, "--out", "part.jsonl", "--max_rollouts", "8", "--pool", "3", backend=FakePolicy(crash_after=3))
+    part = read_records(root / "part.jsonl")
+    assert 0 < len(part) < 18
+    stats = estimate(root, "--out", "part.jsonl", "--max_rollouts", "8", "--pool", "3", "--resume")
+    assert stats["resumed"] == len(part)
+    assert (root / "part.jsonl").read_bytes() == (root / "full.jsonl").read_bytes()
+    for i in range(2):
+        estimate(root, "--out", "two.jsonl", "--max_rollouts", "8", "--shard", f"{i}/2")
+    shards.merge(root / "two.jsonl")
+    assert (root / "two.jsonl").read_bytes() == (root / "full.jsonl").read_bytes()
+
+
+def test_nodes_whose_image_vanished_are_skipped_and_counted(root):
+    (root / "img" / "1.png").unlink()
+    stats = estimate(root)
+    assert stats["skipped_missing_image"] == 3 and stats["records"] == 15
+
+
+def test_bad_tree_input_is_named(root):
+    (root / "tree.jsonl").write_text('{"id": 1}\n')
+    with pytest.raises(DataError, match=r"tree\.jsonl: line 1: missing field\(s\) sid, input"):
+        estimate(root)
+    (root / "tree.jsonl").write_text("")
+    with pytest.raises(DataError, match="empty file"):
+        estimate(root)
+
+
+def test_sigkill_midway_then_resume_equals_an_uninterrupted_run(root, tiny_models):
+    args = ["--policy", str(tiny_models["policy"]), "--temperature", "0", "--max_new_tokens", "4",
+            "--min_rollouts", "2", "--max_rollouts", "3", "--pool", "1", "--batch_size", "4", "--precision", "fp32"]
+    out = root / "killed.jsonl"
+    cmd = [sys.executable, str(ROOT / "MC" / "estimate.py"), "--path", str(root), "--tree", "tree.jsonl",
+           "--out", out.name, "--judge", "none", "--gpu", "cpu", *args]
+    log = open(root / "killed.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=log)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    log.close()
+    ended = (root / "killed.log").read_text()[-2000:]
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{ended}"
+    n_before = out.read_text().count("\n")
+    assert 3 <= n_before < 18
+
+    backend = TransformersBackend(str(tiny_models["policy"]), "cpu", "fp32", batch_size=4)
+    stats = estimate(root, "--out", out.name, "--resume", *args, backend=backend)
+    estimate(root, "--out", "uninterrupted.jsonl", *args, backend=backend)
+    assert stats["resumed"] == n_before
+    killed, full = read_records(out), read_records(root / "uninterrupted.jsonl")
+    assert [node_key(n) for n in killed] == [node_key(n) for n in full] and len(full) == 18
+    assert [(n["score"], n["times"]) for n in killed] == [(n["score"], n["times"]) for n in full]
+
+
+def test_train_data_balancing_rule():
+    def nodes(domain, accs):
+        return [{"id": f"{domain}{i}", "sid": 1, "dataset": domain, "accuracy": a} for i, a in enumerate(accs)]
+
+    a = nodes("chartqa", [0.5, 0, 0, 1, 0.25, 0, 0, 0, 0.75, 0])   # 3 mixed, 6 zeros, 1 one
+    b = nodes("geos", [0, 1, 0, 1, 0, 1, 0, 1])                    # 4 zeros, 4 ones
+    c = nodes("ai2d", [0.5, 0.5, 0.5, 0.5, 0.5, 1, 0])             # more mixed than the cap
+    d = nodes("iconqa", [1, 1, 1])                                  # fewer than the cap
+    got, stats = balance(a + b + c + d, cap=6, seed=1)
+    assert got == sorted(got, key=(a + b + c + d).index)  # input order kept
+    kinds = {dom: [("m" if 0 < n["accuracy"] < 1 else str(n["accuracy"])) for n in got if n["dataset"] == dom]
+             for dom in ("chartqa", "geos", "ai2d", "iconqa")}
+    # chartqa: 3 mixed, then 1 zero + 1 one (room 3 -> 1 pair), then 1 of the leftover 4 zeros
+    assert sorted(kinds["chartqa"]) == ["0", "0", "1", "m", "m", "m"]
+    assert sorted(kinds["geos"]) == ["0"] * 3 + ["1"] * 3
+    assert kinds["ai2d"] == ["m"] * 5 + [kinds["ai2d"][-1]] and len(kinds["ai2d"]) == 6
+    assert kinds["iconqa"] == ["1", "1", "1"]
+    assert stats["chartqa"]["selected mixed"] == 3 and stats["chartqa"]["available 0"] == 6
+    assert balance(a + b + c + d, cap=6, seed=1)[0] == got  # seeded
+    assert len(balance(nodes("geos", [0.5] * 9), cap=4, seed=2)[0]) == 4
+
+
+def test_meta_data_rule():
+    def r(qid, sample, ok, resp=None):
+        return {"id": qid, "sample": sample, "true_false": ok, "input": f"Q{qid}?",
+                "response": resp if resp is not None else response(2, "x"), "image_path": f"{qid}.png"}
+
+    recs = [r(1, 0, True), r(1, 1, False), r(1, 2, True), r(1, 3, False),          # disagree -> samples 0 and 1
+            r(2, 0, False, "no marker"), r(2, 1, True), r(2, 2, True),            # always right (one unusable)
+            r(3, 0, False), r(3, 1, False),                                        # always wrong
+            r(4, 0, True, "Final answer: 3"), r(4, 1, False),                     # stepless right skipped -> wrong
+            r(5, 0, True, "nothing"),                                              # nothing usable
+            r(6, 1, False), r(6, 0, True)]                                          # disagree, order by sample
+    meta, stats = meta_rule(recs, per_kind=10, seed=0)
+    assert [(m["id"], m["sample"], m["true_false"]) for m in meta] == [
+        (1, 0, True), (1, 1, False), (2, 1, True), (3, 0, False), (4, 1, False), (6, 0, True), (6, 1, False)]
+    assert meta[0] == {"id": 1, "sample": 0, "true_false": True, "input": "Q1?\n\n" + response(2, "x"),
+                       "image_path": "1.png"}
+    assert stats["skipped responses: no final answer"] == 2 and stats["skipped responses: no steps"] == 1
+    assert stats["questions without a usable response"] == 1 and (stats["true"], stats["false"]) == (3, 4)
+    # the paper's exact rule keeps the stepless response; the caps bound the agreeing questions
+    assert (4, 0, True) in [(m["id"], m["sample"], m["true_false"]) for m in meta_rule(recs, 10, 0, False)[0]]
+    capped, _ = meta_rule(recs, per_kind=0, seed=0)
+    assert [m["id"] for m in capped] == [1, 1, 6, 6]
+
+
+def test_meta_data_cli_and_bad_input(tmp_path):
+    recs = [{"id": q, "sample": s, "true_false": (q + s) % 3 == 0, "input": "Q", "response": response(2, "1"),
+             "image_path": None} for q in range(6) for s in range(4)]
+    write_jsonl(tmp_path / "mmmu.jsonl", recs)
+    meta, stats = load_script("inference/meta_data.py").main(["--path", str(tmp_path), "--responses", "mmmu.jsonl"])
+    assert read_records(tmp_path / "runs" / "meta" / "meta.jsonl") == meta and stats["records"] == len(meta) > 0
+    (tmp_path / "bad.jsonl").write_text(json.dumps(recs[0]) + "\n{oops\n")
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: malformed JSON"):
+        load_script("inference/meta_data.py").main(["--path", str(tmp_path), "--responses", "bad.jsonl",
+                                                    "--out", "m2.jsonl"])
+
+
+def test_train_data_cli_and_trl_export(root):
+    estimate(root, "--max_rollouts", "6")
+    train, stats = load_script("MC/train_data.py").main(["--path", str(root), "--per_domain", "5"])
+    assert len(train) == 10 and set(stats) == {"chartqa", "geos"}
+    assert all(set(NODE_FIELDS) <= set(t) for t in read_records(root / "runs" / "mc" / "train.jsonl"))
+    rows = load_script("MC/export_trl.py").main(["--path", str(root)])
+    assert len(rows) == 6 and rows[1]["prompt"] == "Question 1?"
+    assert rows[1]["completions"] == ["Step 1: part 1.\n\n", "Step 2: part 2.\n\n", "Step 3: part 3.\n\n"]
+    assert all(isinstance(x, float) for x in rows[1]["labels"]) and len(rows[1]["labels"]) == 3
+    hard, skipped = to_trl([n for n in read_records(root / "runs" / "mc" / "estimate.jsonl")
+                            if (n["id"], n["sid"]) != ("q1", 2)], threshold=0.0)
+    assert [len(r["labels"]) for r in hard][:2] == [2, 1] and all(isinstance(x, bool) for x in hard[0]["labels"])
+    assert skipped == {"responses cut at a missing or inconsistent step": 1}
