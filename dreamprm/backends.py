@@ -122,6 +122,7 @@ class VLLMBackend(Backend):
 
 # name -> factory(model, device=None, precision="auto", [batch_size=...], **kwargs) -> Backend
 BACKENDS: dict[str, Callable[..., Backend]] = {"transformers": TransformersBackend, "vllm": VLLMBackend}
+from . import simulated  # noqa: E402,F401  registers BACKENDS["simulated"], the CPU mini world's SIMULATED policy
 
 
 def make_backend(name: str, model: str, device: str | None = None, precision: str = "auto",

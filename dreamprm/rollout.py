@@ -38,7 +38,7 @@ CALL_BATCHES = 4  # forward batches per backend call: longer calls sort by lengt
 class GenerationArgs(StageArgs):
     """Options every sampling stage shares (rollouts, MC estimation)."""
     policy: str = field(default=models.POLICY, metadata={"help": "policy model: hub id or local directory"})
-    backend: str = field(default="transformers", metadata={"help": "generation backend: transformers or vllm"})
+    backend: str = field(default="transformers", metadata={"help": "generation backend: transformers, vllm, or simulated (the CPU mini world)"})
     backend_args: str = field(default="", metadata={
         "help": "JSON object of extra backend arguments, e.g. '{\"gpu_memory_utilization\": 0.6}' for vllm"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"})

@@ -29,7 +29,7 @@ def test_stable_seed_is_deterministic_and_distinguishes_parts():
 
 
 def test_unknown_backend_names_the_choices():
-    with pytest.raises(ValueError, match="unknown backend 'nope'; choose one of transformers, vllm"):
+    with pytest.raises(ValueError, match="unknown backend 'nope'; choose one of simulated, transformers, vllm"):
         make_backend("nope", "model")
 
 
