@@ -48,3 +48,32 @@ def plot_weights_over_time(log: Path, out: Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def plot_bon_scaling(curves: dict[str, dict[str, dict[int, float]]], out: Path) -> Path:
+    """Accuracy against N (log2 axis), one panel per benchmark, one line per method; the base model dashed.
+    `curves`: benchmark -> method label -> {N: accuracy %}, as `dreamprm.bon.scaling_curves` builds it."""
+    plt = _plt()
+    benches = list(curves) or ["(no results)"]
+    fig, axes = plt.subplots(1, len(benches), figsize=(3.2 * len(benches) + 1.6, 3.2), squeeze=False)
+    for ax, b in zip(axes[0], benches):
+        for label, pts in curves.get(b, {}).items():
+            ns = sorted(pts)
+            style = dict(ls="--", color="gray", lw=1) if label == "Base model" else dict(marker="o", ms=3, lw=1.4)
+            ax.plot(ns, [pts[n] for n in ns], label=label, **style)
+        ax.set_xscale("log", base=2)
+        ticks = sorted({n for pts in curves.get(b, {}).values() for n in pts})
+        ax.set_xticks(ticks, [str(n) for n in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("N (candidates)")
+        ax.set_title(b)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center right", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -65,3 +65,25 @@ def write_counting_questions(root: Path, n: int = 4, seed: int = 0, dataset: str
                         "image_path": str(path), "ground_truth": str(k), "dataset": dataset,
                         "type": "free_form", "hint": "Answer with an integer.", "options": None})
     return _jsonl(root / f"{dataset}.jsonl", records)
+
+
+def write_bon_candidates(root: Path, n_questions: int = 8, n_candidates: int = 8, n_steps: int = 5,
+                         image_size: tuple[int, int] = (200, 300), dataset: str = "bench", seed: int = 0) -> Path:
+    """`<root>/<dataset>.jsonl`: best-of-N candidates in the format inference writes, each question with its own
+    random image (height, width) and candidates of `n_steps` steps of varied length. Candidate c answers c;
+    the ground truth is question % n_candidates, so exactly one candidate per question is right."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for q in range(n_questions):
+        path = root / "images" / f"{dataset}-{q}.png"
+        Image.fromarray(rng.integers(0, 255, (*image_size, 3), dtype=np.uint8)).save(path)
+        truth = q % n_candidates
+        for c in range(n_candidates):
+            steps = "".join(f"Step {s}: part {s} of question {q}, attempt {c}." + " more" * int(rng.integers(2, 16))
+                            + "\n\n" for s in range(1, n_steps + 1))
+            records.append({"id": f"{dataset}-{q}", "sample": c, "response": f"{steps}Final answer: {c}",
+                            "input": f"Question {q}: how many squares are in the picture?", "true_false": c == truth,
+                            "image_path": str(path), "ground_truth": str(truth), "dataset": dataset, "options": None,
+                            "answer": str(c), "judged_by": "rule"})
+    return _jsonl(root / f"{dataset}.jsonl", records)

@@ -1,0 +1,10 @@
+"""Stage 8: PRM score of every step prefix of every best-of-N candidate (resumable), then selection.
+
+    python BoN/score.py --path . --prm runs/reweighting/prm --name dreamprm      # -> runs/bon/dreamprm/
+    python BoN/score.py --path . --prm runs/vanilla/prm --name vanilla           # the Vanilla PRM row
+"""
+from dreamprm.bon import ScoreConfig, score_benchmarks
+from dreamprm.cli import parse_args
+
+if __name__ == "__main__":
+    score_benchmarks(parse_args(ScoreConfig))

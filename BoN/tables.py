@@ -1,0 +1,9 @@
+"""Stage 8: Table 1 beside the paper's numbers (Markdown, LaTeX), the aggregation ablation, figs/bon_scaling.png.
+
+    python BoN/tables.py --path . [--runs runs/bon] [--main dreamprm] [--vanilla vanilla]
+"""
+from dreamprm.bon import TablesConfig, write_tables
+from dreamprm.cli import parse_args
+
+if __name__ == "__main__":
+    write_tables(parse_args(TablesConfig))

@@ -1,0 +1,757 @@
+"""Best-of-N verification (SPEC stage 8): score every step prefix of every candidate, select, compare.
+
+Three steps, each a command in BoN/:
+
+1. `score_benchmarks` (BoN/score.py): the PRM's score of every step prefix of every candidate, one JSONL line
+   per question, appended and flushed, so a killed run resumes (`--resume`).
+2. `select_benchmarks` (BoN/pick.py): from those scores, without scoring again, the candidate each method
+   picks among the first N candidates (N in `--n`), the selected answers and accuracy = correct / total.
+3. `write_tables` (BoN/tables.py): Table 1 beside the paper's numbers, the aggregation ablation, the figure.
+
+Rules used everywhere (BoN/README.md says why):
+- A question's candidates are ordered by `sample` index; "the first N" are the N lowest indices present.
+- Ties (equal scores, equal vote counts) go to the lowest sample index.
+- A candidate without steps has no PRM score: it ranks below every scored candidate.
+- Correctness is the candidate's `true_false`, decided at inference by the benchmark's answer rules.
+
+Speed (`TreeScorer`): a question's candidates share the image and the question, and the sequences of one
+candidate's prefixes share their beginning. All sequences of a question go into ONE row as a token tree (a
+trie): shared tokens once, each token attending to its ancestors only, at the position it has in its own
+sequence. One forward pass per question then gives every prefix the hidden state its own forward pass would
+(up to float rounding), the image goes through the vision tower once, and only read positions are projected
+onto the vocabulary.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .aggregation import AGGREGATIONS, aggregate
+from .answers import extract_choice, normalize_text, parse_number
+from .cli import StageArgs
+from .io import AppendWriter, DataError, load_image, read_records, write_json, write_jsonl
+from .models import chat
+from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text
+from .samples import as_label, image_path, response_sample
+from .steps import final_answer_text, num_steps
+
+BENCHMARKS = ("wemath", "mathvista", "mathvision", "mmvet", "mmstar")
+BENCHMARK_NAMES = {"wemath": "WeMath", "mathvista": "MathVista", "mathvision": "MathVision", "mmvet": "MMVet",
+                   "mmstar": "MMStar"}
+CANDIDATE_FIELDS = ("id", "response", "input", "true_false")
+
+# SPEC section 4: the paper's Table 1 (accuracy %, BoN with N = 8, policy InternVL-2.5-8B-MPO). The one place
+# these numbers live; `tables` prints this run's numbers beside them.
+PAPER_TABLE = {
+    "Base model (zero-shot)": {"wemath": 51.7, "mathvista": 65.4, "mathvision": 20.4, "mmvet": 55.9, "mmstar": 58.9},
+    "Self-consistency": {"wemath": 56.4, "mathvista": 67.1, "mathvision": 20.7, "mmvet": 57.4, "mmstar": 59.6},
+    "ORM": {"wemath": 56.9, "mathvista": 65.3, "mathvision": 20.5, "mmvet": 55.9, "mmstar": 60.1},
+    "Vanilla PRM": {"wemath": 54.2, "mathvista": 67.2, "mathvision": 20.6, "mmvet": 58.9, "mmstar": 60.8},
+    "CaR-PRM": {"wemath": 54.7, "mathvista": 67.5, "mathvision": 21.0, "mmvet": 60.6, "mmstar": 61.1},
+    "s1-PRM": {"wemath": 57.1, "mathvista": 65.8, "mathvision": 20.2, "mmvet": 60.1, "mmstar": 60.4},
+    "DreamPRM": {"wemath": 57.4, "mathvista": 68.9, "mathvision": 22.1, "mmvet": 61.4, "mmstar": 62.3},
+}
+
+
+# --- candidates --------------------------------------------------------------------------------------------
+
+@dataclass
+class Candidate:
+    sample: int
+    response: str
+    true_false: bool
+    answer: str | None  # the final answer inference extracted (else taken from the response)
+
+
+@dataclass
+class Question:
+    id: object
+    dataset: str
+    question: str  # `input`: the question text as the policy saw it
+    image: Path | None
+    options: list | None
+    candidates: list[Candidate] = field(default_factory=list)  # sorted by sample index
+
+
+def load_candidates(path: Path, root: Path) -> tuple[dict, Counter]:
+    """Candidate records -> {id: Question} in file order, plus counts of what was wrong with them.
+
+    Nothing here is fatal except a malformed file: a repeated (id, sample) pair keeps its first record; a
+    record without `sample` gets its position among the question's records.
+    """
+    records = read_records(path, required=CANDIDATE_FIELDS)
+    questions: dict = {}
+    issues: Counter = Counter()
+    for i, r in enumerate(records):
+        q = questions.get(r["id"])
+        if q is None:
+            q = questions[r["id"]] = Question(r["id"], str(r.get("dataset") or path.stem), str(r["input"]),
+                                              image_path(r, root), r.get("options") or None)
+        s = r.get("sample")
+        s = len(q.candidates) if s is None else int(s)
+        if any(c.sample == s for c in q.candidates):
+            issues["duplicate candidates (first kept)"] += 1
+            continue
+        response = str(r["response"] or "")
+        answer = r["answer"] if "answer" in r else final_answer_text(response)
+        q.candidates.append(Candidate(s, response, bool(as_label(r["true_false"], f"{path}: record {i + 1}")),
+                                      None if answer is None else str(answer)))
+    for q in questions.values():
+        q.candidates.sort(key=lambda c: c.sample)
+    return questions, issues
+
+
+def candidate_samples(q: Question) -> list[Sample | None]:
+    """The PRM sample of each candidate (one prefix per step), None for a candidate without steps."""
+    img = str(q.image) if q.image is not None else None
+    return [response_sample(q.question, c.response, img) for c in q.candidates]
+
+
+# --- scoring ----------------------------------------------------------------------------------------------
+
+def _trie(seqs: list[list[int]]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Token trie of `seqs`: (token, parent node, depth) per node in creation order (parents come first) and
+    each sequence's last node."""
+    ids, parent, depth, last = [], [], [], []
+    child: dict = {}
+    for seq in seqs:
+        node = -1
+        for d, t in enumerate(seq):
+            nxt = child.get((node, t))
+            if nxt is None:
+                nxt = child[(node, t)] = len(ids)
+                ids.append(t)
+                parent.append(node)
+                depth.append(d)
+            node = nxt
+        last.append(node)
+    return ids, parent, depth, last
+
+
+class TreeScorer:
+    """`score(samples)` gives what one forward pass per step prefix gives, in two passes per question.
+
+    Every prefix is its own token sequence, exactly as the reference tokenizes it (`paper`: the chat template
+    with question + "\\n\\n" + prefix and the assistant header; `stepwise`: the question in the user turn, the
+    prefix in the assistant turn), read at its last token. Samples with the same image and question form a
+    group; their sequences share a trunk (system prompt, image, question, often the first words).
+    Pass 1 runs the trunk once, vision tower included, and keeps its keys and values. Pass 2 runs one row per
+    candidate: the token trie of the candidate's prefix sequences after the trunk (shared tokens once), each
+    token attending to the trunk and to its own ancestors, at the M-RoPE position it has in its own sequence.
+    Only read positions go through the vocabulary projection.
+    """
+
+    def __init__(self, prm: PRM):
+        self.prm, self.enc = prm, prm.encoder
+        self.tok = self.enc.tok
+        self.image_id = self.tok.convert_tokens_to_ids(self.enc.image_token)
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+
+    def _texts(self, s: Sample, n_tok: int) -> list[str]:
+        has = s.image is not None
+        if self.prm.fmt == "paper":
+            return [self.enc._header(paper_text(s.question, p), has, n_tok) for p in s.prefixes]
+        head = self.enc._header(s.question, has, n_tok)
+        return [head + p for p in s.prefixes]
+
+    @torch.inference_mode()
+    def score(self, samples: list[Sample]) -> torch.Tensor:
+        groups: dict = {}  # (image key, question) -> sample indices
+        for i, s in enumerate(samples):
+            if not s.prefixes:
+                raise ValueError(f"sample without step prefixes: {s.question[:60]!r}")
+            key = s.image if isinstance(s.image, (str, Path)) or s.image is None else id(s.image)
+            groups.setdefault((key, s.question), []).append(i)
+        out: list = [None] * len(samples)
+        features: dict = {}  # image key -> vision tower output: each distinct image once per call
+        for (key, _), idx in groups.items():
+            for i, sc in zip(idx, self._group([samples[i] for i in idx], key, features)):
+                out[i] = sc
+        return torch.cat(out)
+
+    def _group(self, group: list[Sample], key, features: dict) -> list[torch.Tensor]:
+        model, dev = self.prm.backbone, self.prm.device
+        inner = model.model
+        grid, n_tok, extra = None, 0, {}
+        if key is not None:
+            pv, grid = self.enc._image(group[0].image)
+            n_tok = int(grid.prod()) // self.enc.merge
+            if key not in features:
+                features[key] = inner.get_image_features(pv.to(dev, model.dtype), grid.to(dev), return_dict=True)
+            extra["mm_encoder_outputs"] = {"image": features[key]}
+        texts = [self._texts(s, n_tok) for s in group]
+        ids = self.tok([t for ts in texts for t in ts], add_special_tokens=False)["input_ids"]
+        seqs, k = [], 0
+        for ts in texts:
+            seqs.append(ids[k:k + len(ts)])
+            k += len(ts)
+        flat = [q for ss in seqs for q in ss]
+        # trunk: the common beginning, leaving every sequence at least its last token for pass 2
+        T = min(len(q) for q in flat) - 1
+        first = flat[0]
+        for q in flat[1:]:
+            T = next((j for j in range(T) if q[j] != first[j]), T)
+        trunk = torch.tensor(first[:T], dtype=torch.long)
+        pos = self._positions(max(flat, key=len), grid)
+        if n_tok and int((trunk == self.image_id).sum()) != n_tok:
+            raise RuntimeError("the image is not inside the shared trunk; use --packing none")
+        # pass 1: the trunk once (image features enter here), keys and values kept
+        past = inner(input_ids=trunk[None].to(dev), position_ids=pos[:, None, :T].to(dev), use_cache=True,
+                     **extra).past_key_values if T else None
+        # pass 2: one row per candidate, the trie of its sequences after the trunk
+        tries = [_trie([q[T:] for q in ss]) for ss in seqs]
+        B, L = len(tries), max(len(t[0]) for t in tries)
+        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((3, B, L), dtype=torch.long)
+        allowed = np.zeros((B, L, T + L), dtype=bool)
+        allowed[:, :, :T] = True  # every token sees the whole trunk
+        rows, cols = [], []
+        for b, (tok, parent, depth, last) in enumerate(tries):
+            n = len(tok)
+            input_ids[b, :n] = torch.tensor(tok)
+            positions[:, b, :n] = pos[:, T + torch.tensor(depth)]
+            a = allowed[b, :, T:]
+            for j, p in enumerate(parent):  # a token's ancestors: its parent's ancestors and the parent
+                if p >= 0:
+                    a[j] = a[p]
+                a[j, j] = True
+            for j in range(n, L):  # padding sees itself (a row of nothing would be NaN)
+                a[j, j] = True
+            rows += [b] * len(last)
+            cols += last
+        if (input_ids == self.image_id).any():
+            raise RuntimeError("image tokens after the shared trunk; use --packing none")
+        if past is not None:
+            past.batch_repeat_interleave(B)
+        dtype = model.dtype
+        mask = torch.full((B, 1, L, T + L), torch.finfo(dtype).min, dtype=dtype)
+        mask.masked_fill_(torch.from_numpy(allowed)[:, None], 0.0)
+        hidden = inner(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                       past_key_values=past, use_cache=past is not None).last_hidden_state
+        # the PRM's readout (PRM.forward): vocabulary logits at the read positions -> head -> sigmoid
+        logits = model.lm_head(hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)])
+        scores = torch.sigmoid(self.prm.head(logits.float())).squeeze(-1)
+        return list(torch.split(scores, [len(s.prefixes) for s in group]))
+
+    def _positions(self, seq: list[int], grid) -> torch.Tensor:
+        """(3, len(seq)) M-RoPE positions of the longest sequence. Every sequence of a group shares the trunk,
+        image included, so a token's position depends on its depth only and this one sequence serves all."""
+        if grid is None:
+            return torch.arange(len(seq)).expand(3, -1)
+        t = torch.tensor(seq)[None]
+        pos, _ = self.prm.backbone.model.get_rope_index(t, mm_token_type_ids=(t == self.image_id).long(),
+                                                       image_grid_thw=grid)
+        return pos[:, 0]
+
+
+def naive_scores(prm: PRM, samples: list[Sample]) -> torch.Tensor:
+    """The released code's loop, the reference for tests and benchmarks/prm_scoring.py: one forward pass per
+    step prefix at batch size 1, the image opened and processed for every prefix, logits over the whole
+    sequence. `paper`: the chat template with image and question + "\\n\\n" + prefix, assistant header
+    appended; `stepwise`: the question in the user turn, the prefix in the assistant turn. Read at the last
+    token."""
+    proc, model = prm.processor, prm.backbone
+    out = []
+    with torch.inference_mode():
+        for s in samples:
+            for p in s.prefixes:
+                image = load_image(s.image, PRM_MAX_SIDE) if isinstance(s.image, (str, Path)) else s.image
+                if prm.fmt == "paper":
+                    inputs = proc.apply_chat_template([chat(paper_text(s.question, p), image)],
+                                                      add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                      return_tensors="pt")
+                else:
+                    text = proc.apply_chat_template(chat(s.question, image), add_generation_prompt=True,
+                                                    tokenize=False) + p
+                    inputs = proc(text=[text], images=None if image is None else [image], return_tensors="pt")
+                inputs = inputs.to(model.device)
+                if "pixel_values" in inputs:
+                    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+                logits = model(**inputs).logits[:, -1]
+                out.append(torch.sigmoid(prm.head(logits.float())).squeeze(-1))
+    return torch.cat(out)
+
+
+# --- the scoring command -----------------------------------------------------------------------------------
+
+@dataclass
+class SelectConfig(StageArgs):
+    """Best-of-N selection from saved step scores: PRM picks per aggregation, baselines, accuracy per N."""
+    name: str = field(default="dreamprm", metadata={
+        "help": "name of this PRM's run (dreamprm, vanilla, ...): output directory runs/bon/<name>, table row"})
+    benchmarks: str = field(default=",".join(BENCHMARKS), metadata={"help": "comma-separated benchmark names"})
+    candidates: str = field(default="runs/rollouts/{benchmark}.jsonl", metadata={
+        "help": "candidate file of each benchmark ({benchmark} is replaced), written by inference/<benchmark>.py"})
+    questions: str | None = field(default=None, metadata={
+        "help": "optional question file per benchmark, e.g. data/{benchmark}.jsonl: its questions without "
+                "candidates count as wrong, candidates of ids not in it are reported and left out"})
+    n: str = field(default="1,2,4,8", metadata={"help": "comma-separated N: select among the first N candidates"})
+    aggregation: str = field(default="mean_log_odds", metadata={
+        "help": f"step-score aggregation of the main PRM method: {', '.join(AGGREGATIONS)}"})
+
+    def out_dir(self) -> Path:
+        return self.resolve(self.out or f"runs/bon/{self.name}")
+
+    def benchmark_list(self) -> list[str]:
+        return [b.strip() for b in self.benchmarks.split(",") if b.strip()]
+
+    def ns(self) -> list[int]:
+        ns = sorted({int(x) for x in self.n.split(",") if x.strip()})
+        if not ns or ns[0] < 1:
+            raise ValueError(f"--n needs positive integers, got {self.n!r}")
+        return ns
+
+    def candidates_path(self, benchmark: str) -> Path:
+        return self.resolve(self.candidates.format(benchmark=benchmark))
+
+
+@dataclass
+class ScoreConfig(SelectConfig):
+    """Best-of-N verification: the PRM's score of every step prefix of every candidate, then selection."""
+    prm: str = field(default="runs/reweighting/prm", metadata={"help": "trained PRM directory (or hub id)"})
+    input_format: str = field(default="auto", metadata={
+        "help": f"PRM input format: {', '.join(FORMATS)}, or auto (the training run's, from <prm>/../summary.json; "
+                "else paper). Must be the format the PRM was trained with"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"})
+    batch_size: int = field(default=8, metadata={
+        "help": "candidates (samples, all their step prefixes) per forward pass; a question's candidates share "
+                "one packed row, so 8 = one question per pass at N = 8"})
+    packing: str = field(default="tree", metadata={
+        "help": "tree: one packed row per question (fast, exact); none: prm.score on padded batches"})
+    select: bool = field(default=True, metadata={"help": "run the selection step after scoring"})
+
+
+def resolve_format(cfg: ScoreConfig) -> str:
+    if cfg.input_format != "auto":
+        return cfg.input_format
+    summary = cfg.resolve(cfg.prm).parent / "summary.json"
+    if summary.is_file():
+        fmt = json.loads(summary.read_text()).get("config", {}).get("input_format")
+        if fmt in FORMATS:
+            return fmt
+    return "paper"
+
+
+def _check_resume(out: Path, prm: str, fmt: str) -> None:
+    """Scores of another PRM or format must not be continued into the same file."""
+    if not out.exists() or not out.stat().st_size:
+        return
+    with open(out, encoding="utf-8") as f:
+        first = json.loads(f.readline())
+    if (first.get("prm"), first.get("format")) != (prm, fmt):
+        raise DataError(f"{out}: scored with PRM {first.get('prm')!r} in format {first.get('format')!r}, not "
+                        f"{prm!r} in {fmt!r}; use another --out or --name")
+
+
+def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: int, meta: dict,
+                    desc: str = "PRM scoring", progress: bool = True) -> Counter:
+    """Score every not yet written question and append one record per question:
+    {id, dataset, prm, format, candidates: [{sample, scores: [one per step]}]} ([] for a candidate without steps).
+
+    Longest questions first (a GPU runs out of memory at once, not after hours); a question is written when
+    all its candidates are scored, so a killed run loses at most the batches in flight.
+    """
+    counts: Counter = Counter()
+    todo = []
+    for q in questions.values():
+        if writer.done(q.id):
+            continue
+        if q.image is not None and not q.image.is_file():
+            counts["questions not scored: image missing"] += 1
+            if counts["questions not scored: image missing"] <= 5:
+                print(f"  image not found, question {q.id!r} not scored: {q.image}")
+            continue
+        samples = candidate_samples(q)
+        counts["candidates without steps"] += sum(s is None for s in samples)
+        todo.append((q, samples))
+    # sort by length: similar rows share a batch, so padding stays small (characters stand in for tokens)
+    todo.sort(key=lambda t: -(len(t[0].question) + sum(len(c.response) for c in t[0].candidates)))
+    chunks = []  # (question index, candidate indices) with at most batch_size samples each
+    for t, (q, samples) in enumerate(todo):
+        have = [i for i, s in enumerate(samples) if s is not None]
+        chunks += [(t, have[i:i + batch_size]) for i in range(0, len(have), batch_size)] or [(t, [])]
+    results: dict = defaultdict(dict)
+    left = Counter(t for t, _ in chunks)
+
+    def finish(t):
+        q, _ = todo[t]
+        writer.write({"id": q.id, "dataset": q.dataset, **meta,
+                      "candidates": [{"sample": c.sample, "scores": results[t].get(i, [])}
+                                     for i, c in enumerate(q.candidates)]})
+        results.pop(t, None)
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(todo), desc=desc, unit="question", disable=not progress) as bar:
+        start = 0
+        while start < len(chunks):
+            batch, n = [], 0
+            while start < len(chunks) and (not batch or n + len(chunks[start][1]) <= batch_size):
+                batch.append(chunks[start])
+                n += len(chunks[start][1])
+                start += 1
+            flat = [(t, i) for t, idx in batch for i in idx]
+            if flat:
+                scores = scorer([todo[t][1][i] for t, i in flat]).float().cpu().tolist()
+                k = 0
+                for t, i in flat:
+                    m = len(todo[t][1][i].prefixes)
+                    results[t][i] = scores[k:k + m]
+                    k += m
+            for t, _ in batch:
+                left[t] -= 1
+                if left[t] == 0:
+                    finish(t)
+                    bar.update(1)
+    counts["questions scored"] += len(todo)
+    return counts
+
+
+def score_benchmarks(cfg: ScoreConfig) -> dict:
+    """BoN/score.py: score every benchmark's candidates (resumable), then select unless --no_select."""
+    fmt = resolve_format(cfg)
+    if cfg.packing not in ("tree", "none"):
+        raise ValueError(f"--packing must be tree or none, got {cfg.packing!r}")
+    out_dir = cfg.out_dir()
+    prm = scorer = None
+    report: dict = {}
+    for bench in cfg.benchmark_list():
+        src, out = cfg.candidates_path(bench), out_dir / f"{bench}.scores.jsonl"
+        if not src.is_file():
+            print(f"{bench}: no candidate file {src}; skipped")
+            report[bench] = {"skipped": "no candidate file"}
+            continue
+        questions, issues = load_candidates(src, cfg.resolve("."))
+        if cfg.resume:
+            _check_resume(out, cfg.prm, fmt)
+        with AppendWriter(out, key=lambda r: r["id"], resume=cfg.resume) as w:
+            todo = sum(not w.done(q) for q in questions)
+            print(f"{bench}: {len(questions)} questions, {sum(len(q.candidates) for q in questions.values())} "
+                  f"candidates; {w.n_resumed} questions already in {out}, {todo} to score ({fmt} format)")
+            if todo and prm is None:
+                prm = PRM.from_pretrained(cfg.prm, cfg.device, cfg.precision, fmt).eval()
+                scorer = TreeScorer(prm).score if cfg.packing == "tree" else _plain(prm)
+            counts = score_questions(questions, scorer, w, cfg.batch_size, {"prm": cfg.prm, "format": fmt},
+                                     f"PRM {bench}") if todo else Counter()
+        counts.update(issues)
+        for why, k in sorted(counts.items()):
+            print(f"  {why}: {k}")
+        report[bench] = dict(counts)
+    if all("skipped" in r for r in report.values()):
+        raise DataError(f"no candidate file for any of {cfg.benchmarks!r} (looked for {cfg.candidates!r})")
+    write_json(out_dir / "scoring.json", {"prm": cfg.prm, "format": fmt, "benchmarks": report})
+    if cfg.select:
+        select_benchmarks(cfg)
+    return report
+
+
+def _plain(prm: PRM):
+    def score(samples):
+        with torch.inference_mode():
+            return prm.score(samples)
+    return score
+
+
+# --- selection ---------------------------------------------------------------------------------------------
+
+def pick_best(values: list[float | None]) -> int:
+    """Index of the highest value; ties go to the lowest index (= lowest sample index), None ranks last."""
+    best = 0
+    for i, v in enumerate(values):
+        b = values[best]
+        if v is not None and (b is None or v > b):
+            best = i
+    return best
+
+
+def answer_key(answer: str | None, options: list | None = None):
+    """What self-consistency counts as "the same answer": an option letter (questions with options), else a
+    number, else the normalised text; None for no answer (which casts no vote)."""
+    if answer is None or not str(answer).strip():
+        return None
+    if options and (letter := extract_choice(answer, options)) is not None:
+        return ("choice", letter)
+    if (x := parse_number(answer)) is not None:
+        return ("number", x + 0.0)  # + 0.0 folds -0.0 into 0.0
+    text = normalize_text(answer)
+    return ("text", text) if text else None
+
+
+def vote(keys: list) -> int:
+    """Majority vote over answer keys: index of the first candidate holding the most frequent key. Ties between
+    keys go to the key seen first (lowest sample index); with no vote at all, index 0."""
+    counts = Counter(k for k in keys if k is not None)
+    if not counts:
+        return 0
+    top = max(counts.values())
+    return next(i for i, k in enumerate(keys) if k is not None and counts[k] == top)
+
+
+def cot_scores(step_scores: list[list[float] | None], how: str) -> list[float | None]:
+    """One aggregate per candidate (float64: fewer exact ties from rounding), None without step scores."""
+    have = [s for s in step_scores if s]
+    if not have:
+        return [None] * len(step_scores)
+    agg = aggregate(torch.tensor([x for s in have for x in s], dtype=torch.float64), [len(s) for s in have], how)
+    it = iter(agg.tolist())
+    return [next(it) if s else None for s in step_scores]
+
+
+def question_picks(q: Question, step_scores: list[list[float] | None], k: int, aggregations=tuple(AGGREGATIONS),
+                   scored: bool = True) -> dict:
+    """Index of the candidate each selecting method picks among the first k of q (`step_scores[i]` belongs to
+    q.candidates[i]); the PRM and ORM methods only if `scored`."""
+    cands, steps = q.candidates[:k], step_scores[:k]
+    out: dict = {}
+    if scored:
+        for how in aggregations:
+            out[f"prm:{how}"] = pick_best(cot_scores(steps, how))
+        out["orm"] = pick_best([s[-1] if s else None for s in steps])  # the full response's score alone
+    out["self_consistency"] = vote([answer_key(c.answer, q.options) for c in cands])
+    return out
+
+
+def evaluate(questions: dict, scores: dict | None, ns: list[int], aggregations=tuple(AGGREGATIONS),
+             main: str = "mean_log_odds", expected: set | None = None) -> tuple[dict, list[dict], Counter]:
+    """Accuracy (%) of every method at every N, the selected answers at the largest N, and what was missing.
+
+    `scores`: id -> {sample: [step scores]} from the scores file; None when the benchmark was not scored
+    (PRM and ORM left out). `expected`: the ids of the benchmark's question file, if given: its questions
+    without candidates count as wrong, candidates of other ids are left out.
+    Accuracy = correct / total questions (the released code divides by total + 1). `random` is the expected
+    accuracy of a uniform pick, `oracle` is pass@N, `base` the mean single-sample accuracy over all candidates.
+    """
+    counts: Counter = Counter()
+    scored = scores is not None
+    methods = [f"prm:{a}" for a in aggregations] + ["orm"] if scored else []
+    correct = {m: Counter() for m in methods + ["self_consistency", "random", "oracle"]}
+    base, selected, top = 0.0, [], max(ns)
+    ids = list(questions)
+    total = len(ids)
+    if expected is not None:
+        unknown = [i for i in ids if i not in expected]
+        if unknown:
+            counts["unknown question ids (left out)"] += len(unknown)
+        ids = [i for i in ids if i in expected]
+        counts["questions without candidates (counted wrong)"] += sum(i not in questions for i in expected)
+        total = len(expected)
+    if scored:
+        counts["scored ids not among the candidates (ignored)"] += sum(i not in questions for i in scores)
+    for qid in ids:
+        q = questions[qid]
+        counts[f"questions with fewer than {top} candidates"] += len(q.candidates) < top
+        counts["candidates without steps (rank last for PRM and ORM)"] += sum(num_steps(c.response) == 0
+                                                                             for c in q.candidates)
+        by_sample = scores.get(qid) if scored else None
+        if scored and by_sample is None:
+            counts["questions without PRM scores (PRM and ORM pick the lowest sample index)"] += 1
+        elif scored:
+            counts["candidates missing from the scores file (rank last)"] += sum(c.sample not in by_sample
+                                                                                for c in q.candidates)
+        steps = [(by_sample or {}).get(c.sample) or None for c in q.candidates]
+        right = [c.true_false for c in q.candidates]
+        base += sum(right) / len(right)
+        for k in ns:
+            picks = question_picks(q, steps, k, aggregations, scored)
+            for m, i in picks.items():
+                correct[m][k] += right[i]
+            correct["random"][k] += sum(right[:k]) / len(right[:k])
+            correct["oracle"][k] += any(right[:k])
+            if k == top:
+                selected.append(_selected(q, steps, picks, main if scored else None))
+    pct = lambda x: 100.0 * x / total if total else None  # noqa: E731
+    acc = {m: {str(k): pct(c[k]) for k in ns} for m, c in correct.items()}
+    acc["base"] = {str(k): pct(base) for k in ns}
+    return {"total": total, "accuracy": acc}, selected, Counter({k: v for k, v in counts.items() if v})
+
+
+def _selected(q: Question, steps, picks: dict, main: str | None) -> dict:
+    i = picks[f"prm:{main}"] if main else picks["self_consistency"]
+    c = q.candidates[i]
+    agg = cot_scores(steps, main)[i] if main else None
+    return {"id": q.id, "dataset": q.dataset, "method": f"prm:{main}" if main else "self_consistency",
+            "sample": c.sample, "answer": c.answer, "true_false": c.true_false, "score": agg,
+            "n_candidates": len(q.candidates),
+            "picks": {m: q.candidates[j].sample for m, j in picks.items() if m in ("orm", "self_consistency")}}
+
+
+def read_scores(path: Path) -> dict:
+    """id -> {sample: [step scores]} from a scores file (a record written twice: the last one wins)."""
+    out = {}
+    for r in read_records(path, required=("id", "candidates")):
+        out[r["id"]] = {c["sample"]: c["scores"] for c in r["candidates"]}
+    return out
+
+
+def select_benchmarks(cfg: SelectConfig) -> dict:
+    """BoN/pick.py: per benchmark, accuracy of every method at every N and the selected answers; writes
+    <out>/<benchmark>.selected.jsonl and <out>/results.json."""
+    if cfg.aggregation not in AGGREGATIONS:
+        raise ValueError(f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {cfg.aggregation!r}")
+    out_dir, ns = cfg.out_dir(), cfg.ns()
+    results = {"run": cfg.name, "aggregation": cfg.aggregation, "n": ns, "benchmarks": {}}
+    for bench in cfg.benchmark_list():
+        src = cfg.candidates_path(bench)
+        if not src.is_file():
+            print(f"{bench}: no candidate file {src}; left out")
+            continue
+        questions, issues = load_candidates(src, cfg.resolve("."))
+        scores_path = out_dir / f"{bench}.scores.jsonl"
+        scores = read_scores(scores_path) if scores_path.is_file() and scores_path.stat().st_size else None
+        if scores is None:
+            print(f"{bench}: no scores in {scores_path}: baselines only")
+        expected = None
+        if cfg.questions:
+            qpath = cfg.resolve(cfg.questions.format(benchmark=bench))
+            expected = {r["id"] for r in read_records(qpath, required=("id",))}
+        res, selected, counts = evaluate(questions, scores, ns, tuple(AGGREGATIONS), cfg.aggregation, expected)
+        counts.update(issues)
+        res["counts"] = dict(counts)
+        res["scored"] = scores is not None
+        results["benchmarks"][bench] = res
+        write_jsonl(out_dir / f"{bench}.selected.jsonl", selected)
+        acc, top = res["accuracy"], str(max(ns))
+        line = ", ".join(f"{m} {acc[m][top]:.1f}" for m in (f"prm:{cfg.aggregation}", "orm", "self_consistency",
+                                                            "base", "oracle") if m in acc)
+        print(f"{bench} (N = {top}, {res['total']} questions): {line}")
+        for why, k in sorted(counts.items()):
+            print(f"  {why}: {k}")
+    if not results["benchmarks"]:
+        raise DataError(f"no candidate file for any of {cfg.benchmarks!r} (looked for {cfg.candidates!r})")
+    write_json(out_dir / "results.json", results)
+    print(f"wrote {out_dir / 'results.json'}")
+    return results
+
+
+# --- tables and the scaling figure -------------------------------------------------------------------------
+
+@dataclass
+class TablesConfig(StageArgs):
+    """Table 1 (this run beside the paper), the aggregation ablation and figs/bon_scaling.png from BoN results."""
+    runs: str = field(default="runs/bon", metadata={"help": "directory holding one results.json per run (<name>/)"})
+    main: str = field(default="dreamprm", metadata={"help": "run of the DreamPRM row (and of the baselines)"})
+    vanilla: str = field(default="vanilla", metadata={"help": "run of the Vanilla PRM row (left empty if absent)"})
+    orm_run: str | None = field(default=None, metadata={
+        "help": "run whose last-step score is the ORM row (default: --main)"})
+    n: int | None = field(default=None, metadata={"help": "N of Table 1 (default: the largest N evaluated)"})
+    figs: str = field(default="figs", metadata={"help": "directory of bon_scaling.png"})
+
+
+def _fmt(x) -> str:
+    return "—" if x is None else f"{x:.1f}"
+
+
+def _mean(xs):
+    return None if not xs or any(x is None for x in xs) else sum(xs) / len(xs)
+
+
+def _grid(header: list[str], rows: list[list[str]], title: str, caption: str) -> tuple[str, str]:
+    """The same table as Markdown and as LaTeX (booktabs)."""
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+    md += "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    esc = lambda s: s.replace("%", r"\%").replace("_", r"\_").replace("—", "--")  # noqa: E731
+    tex = ("\\begin{table}[t]\n\\centering\n\\caption{" + esc(caption) + "}\n\\begin{tabular}{l"
+           + "c" * (len(header) - 1) + "}\n\\toprule\n" + " & ".join(map(esc, header)) + " \\\\\n\\midrule\n"
+           + "".join(" & ".join(map(esc, r)) + " \\\\\n" for r in rows)
+           + "\\bottomrule\n\\end{tabular}\n\\end{table}\n")
+    return f"**{title}.** {caption}\n\n{md}", tex
+
+
+def table1(results: dict, n: int | None = None, main: str = "dreamprm", vanilla: str = "vanilla",
+           orm_run: str | None = None) -> tuple[str, str]:
+    """Table 1: accuracy at N per benchmark and method, each cell "this run (paper)"."""
+    base = results[main]
+    n = str(n or max(base["n"]))
+    benches = [b for b in BENCHMARKS if b in base["benchmarks"]] + \
+              [b for b in base["benchmarks"] if b not in BENCHMARKS]
+
+    def ours(run, method):
+        r = results.get(run)
+        if r is None:
+            return [None] * len(benches)
+        method = method.format(agg=r["aggregation"])
+        return [r["benchmarks"].get(b, {}).get("accuracy", {}).get(method, {}).get(n) for b in benches]
+
+    spec = [("Base model (zero-shot)", main, "base"), ("Self-consistency", main, "self_consistency"),
+            ("ORM", orm_run or main, "orm"), ("Vanilla PRM", vanilla, "prm:{agg}"), ("CaR-PRM", None, None),
+            ("s1-PRM", None, None), ("DreamPRM", main, "prm:{agg}"), ("Oracle (pass@N)", main, "oracle")]
+    rows = []
+    for label, run, method in spec:
+        mine = ours(run, method) if run else [None] * len(benches)
+        paper = [PAPER_TABLE.get(label, {}).get(b) for b in benches]
+        cells = [f"{_fmt(a)} ({_fmt(p)})" for a, p in zip(mine, paper)]
+        p_avg = _mean(paper) if label in PAPER_TABLE else None
+        rows.append([label] + cells + [f"{_fmt(_mean(mine))} ({_fmt(p_avg)})"])
+    caption = (f"Accuracy (%), best of N = {n}; each cell: this run (paper, N = 8, InternVL-2.5-8B-MPO). "
+               f"PRM rows aggregate step scores with {base['aggregation']}; ORM = the last step's score alone; "
+               "base = mean single-sample accuracy; CaR-PRM and s1-PRM are not reproduced here.")
+    return _grid(["Method"] + [BENCHMARK_NAMES.get(b, b) for b in benches] + ["Avg"], rows, "Table 1", caption)
+
+
+def ablation(result: dict, n: int | None = None) -> tuple[str, str]:
+    """Accuracy at N of every aggregation function per benchmark, for one run."""
+    n = str(n or max(result["n"]))
+    benches = [b for b in BENCHMARKS if b in result["benchmarks"]] + \
+              [b for b in result["benchmarks"] if b not in BENCHMARKS]
+    rows = []
+    for how in AGGREGATIONS:
+        accs = [result["benchmarks"][b]["accuracy"].get(f"prm:{how}", {}).get(n) for b in benches]
+        label = how + (" (paper)" if how == "mean_log_odds" else "")
+        rows.append([label] + [_fmt(a) for a in accs] + [_fmt(_mean(accs))])
+    caption = f"Accuracy (%) of PRM best-of-{n} ({result['run']}) by step-score aggregation."
+    return _grid(["Aggregation"] + [BENCHMARK_NAMES.get(b, b) for b in benches] + ["Avg"], rows,
+                 "Aggregation ablation", caption)
+
+
+def scaling_curves(results: dict, main: str, vanilla: str, orm_run: str | None) -> dict:
+    """bench -> label -> {N: accuracy} for the scaling figure."""
+    spec = [("DreamPRM", main, "prm:{agg}"), ("Vanilla PRM", vanilla, "prm:{agg}"), ("ORM", orm_run or main, "orm"),
+            ("Self-consistency", main, "self_consistency"), ("Random pick", main, "random"),
+            ("Oracle (pass@N)", main, "oracle"), ("Base model", main, "base")]
+    curves: dict = defaultdict(dict)
+    for label, run, method in spec:
+        r = results.get(run)
+        if r is None:
+            continue
+        for b, res in r["benchmarks"].items():
+            acc = res["accuracy"].get(method.format(agg=r["aggregation"]))
+            if acc:
+                curves[BENCHMARK_NAMES.get(b, b)][label] = {int(k): v for k, v in acc.items()}
+    return dict(curves)
+
+
+def write_tables(cfg: TablesConfig) -> dict:
+    """BoN/tables.py: Markdown and LaTeX tables in --out (default <runs>/tables), figs/bon_scaling.png."""
+    from .plots import plot_bon_scaling
+
+    root = cfg.resolve(cfg.runs)
+    results = {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob("*/results.json"))}
+    if cfg.main not in results:
+        raise DataError(f"{root / cfg.main / 'results.json'}: not found (runs found: {', '.join(results) or 'none'}); "
+                        "run BoN/score.py or BoN/pick.py first")
+    out = cfg.resolve(cfg.out or f"{cfg.runs}/tables")
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    md, tex = table1(results, cfg.n, cfg.main, cfg.vanilla, cfg.orm_run)
+    parts = [md]
+    (out / "table1.md").write_text(md)
+    (out / "table1.tex").write_text(tex)
+    written["table1"] = out / "table1.md"
+    for run in (cfg.main, cfg.vanilla):
+        if run in results:
+            md, tex = ablation(results[run], cfg.n)
+            (out / f"ablation_{run}.md").write_text(md)
+            (out / f"ablation_{run}.tex").write_text(tex)
+            written[f"ablation_{run}"] = out / f"ablation_{run}.md"
+            parts.append(md)
+    fig = plot_bon_scaling(scaling_curves(results, cfg.main, cfg.vanilla, cfg.orm_run),
+                           cfg.resolve(cfg.figs) / "bon_scaling.png")
+    written["figure"] = fig
+    print("\n".join(parts))
+    print(f"wrote {out}/table1.md|.tex, ablation_*.md|.tex and {fig}")
+    return written

@@ -1,0 +1,274 @@
+"""Best-of-N (stage 8): aggregations, baselines and ties on hand-computed examples; the fast scorer against one
+forward pass per prefix; the commands end to end on hand-made candidate files (tiny PRM, CPU)."""
+import json
+import math
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamprm import bon
+from dreamprm.bon import (Candidate, Question, ScoreConfig, SelectConfig, TablesConfig, TreeScorer, answer_key,
+                          cot_scores, evaluate, naive_scores, pick_best, question_picks, vote)
+from dreamprm.cli import parse_args
+from dreamprm.prm import PRM
+from dreamprm.samples import response_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+
+
+def resp(*steps, answer="1"):
+    return "".join(f"Step {i}: {s}\n\n" for i, s in enumerate(steps, 1)) + f"Final answer: {answer}"
+
+
+# --- aggregation, selection and ties -----------------------------------------------------------------------
+
+A, B, C = [0.9, 0.9, 0.1], [0.6, 0.6, 0.6], [0.99, 0.2]
+
+
+@pytest.mark.parametrize("how, expected, winner", [
+    ("mean_log_odds", [sig(sum(map(logit, s)) / len(s)) for s in (A, B, C)], 2),
+    ("sum_log_odds", [sig(sum(map(logit, s))) for s in (A, B, C)], 2),
+    ("mean", [1.9 / 3, 0.6, 1.19 / 2], 0),
+    ("min", [0.1, 0.6, 0.2], 1),
+    ("max", [0.9, 0.6, 0.99], 2),
+    ("prod", [0.081, 0.216, 0.198], 1),
+    ("last", [0.1, 0.6, 0.2], 1),
+])
+def test_each_aggregation_by_hand(how, expected, winner):
+    got = cot_scores([A, B, C], how)
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert pick_best(got) == winner
+
+
+def test_ties_go_to_the_lowest_sample_index_and_no_steps_rank_last():
+    assert pick_best([0.3, 0.7, 0.7]) == 1
+    assert pick_best([None, 0.1, None]) == 1
+    assert pick_best([None, None]) == 0  # nobody has steps: the first candidate
+    assert cot_scores([None, [0.5], [0.5]], "mean") == [None, 0.5, 0.5]
+    q = Question("q", "d", "Q?", None, None, [Candidate(s, "", False, "1") for s in (3, 5, 7)])
+    picks = question_picks(q, [[0.2], [0.8, 0.9], [0.8, 0.9]], 3)
+    assert {picks[f"prm:{h}"] for h in bon.AGGREGATIONS} == {1} and picks["orm"] == 1  # sample 5, not 7
+    # ORM = the full response's score alone: here it disagrees with the mean of log-odds
+    picks = question_picks(q, [A, B, C], 3)
+    assert picks["orm"] == picks["prm:last"] == 1 and picks["prm:mean_log_odds"] == 2
+
+
+def test_self_consistency_normalises_answers_and_breaks_ties_by_first_answer():
+    opts = ["3", "4", "5"]
+    assert answer_key("B", opts) == answer_key("(B)", opts) == answer_key("4", opts) == ("choice", "B")
+    assert answer_key("1,000", None) == answer_key("1000.0", None) == ("number", 1000.0)
+    assert answer_key("The cat.", None) == answer_key("cat", None) == ("text", "cat")
+    assert answer_key(None) is None and answer_key("  ") is None
+    keys = [answer_key(a, opts) for a in ("C", "B", "(B)", "4", "C")]
+    assert vote(keys) == 1  # B x3 beats C x2; its first candidate
+    assert vote([("n", 1), ("n", 2), ("n", 2), ("n", 1)]) == 0  # 2 - 2: the answer seen first
+    assert vote([None, None, ("n", 5)]) == 2  # no answer casts no vote
+    assert vote([None, None]) == 0
+
+
+def _cands(tf, answers, no_steps=()):
+    return [Candidate(s, "no steps here" if s in no_steps else resp("x"), t, a)
+            for s, (t, a) in enumerate(zip(tf, answers))]
+
+
+def test_baselines_and_n_subsets_by_hand():
+    qs = {"q1": Question("q1", "d", "Q1", None, None, _cands([False, True, False, True], ["1", "2", "1", "2"], {2})),
+          "q2": Question("q2", "d", "Q2", None, None, _cands([True, False], ["7", "7.0"])),  # fewer than N
+          "q3": Question("q3", "d", "Q3", None, None, _cands([False, True], [None, "x"]))}  # not scored
+    scores = {"q1": {0: [0.2], 1: [0.9, 0.8], 2: [], 3: [0.9, 0.8]}, "q2": {0: [0.1], 1: [0.9]},
+              "ghost": {0: [0.5]}}
+    res, selected, counts = evaluate(qs, scores, [1, 2, 4])
+    acc = res["accuracy"]
+    third = 100 / 3
+    assert res["total"] == 3
+    assert acc["prm:mean_log_odds"] == pytest.approx({"1": third, "2": third, "4": third})
+    assert acc["orm"] == pytest.approx({"1": third, "2": third, "4": third})
+    assert acc["self_consistency"] == pytest.approx({"1": third, "2": 2 * third, "4": 2 * third})
+    assert acc["random"] == pytest.approx({"1": third, "2": 50, "4": 50})
+    assert acc["oracle"] == pytest.approx({"1": third, "2": 100, "4": 100})
+    assert acc["base"] == pytest.approx({"1": 50, "2": 50, "4": 50})
+    assert [s["sample"] for s in selected] == [1, 1, 0]  # q1: samples 1 and 3 tie -> 1
+    assert counts["questions with fewer than 4 candidates"] == 2
+    assert counts["candidates without steps (rank last for PRM and ORM)"] == 1
+    assert counts["questions without PRM scores (PRM and ORM pick the lowest sample index)"] == 1
+    assert counts["scored ids not among the candidates (ignored)"] == 1
+    # a question file: its questions without candidates count as wrong, unknown ids are left out
+    qs["stray"] = Question("stray", "d", "Q?", None, None, _cands([True], ["1"]))
+    res, _, counts = evaluate(qs, scores, [4], expected={"q1", "q2", "q3", "q4"})
+    assert res["total"] == 4 and res["accuracy"]["prm:mean_log_odds"]["4"] == pytest.approx(25)
+    assert counts["unknown question ids (left out)"] == 1
+    assert counts["questions without candidates (counted wrong)"] == 1
+    # no scores at all: baselines only
+    res, _, _ = evaluate(qs, None, [4])
+    assert "orm" not in res["accuracy"] and "self_consistency" in res["accuracy"]
+
+
+# --- the fast scorer against one forward pass per prefix --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("img")
+    rng = np.random.default_rng(1)
+    paths = []
+    for k, (h, w) in enumerate([(200, 300), (64, 90)]):
+        p = d / f"im{k}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["paper", "stepwise"])
+def test_fast_scorer_equals_one_prefix_at_a_time(tiny_models, image_files, fmt):
+    prm = PRM.from_pretrained(str(tiny_models["prm"]), "cpu", "fp32", fmt)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(prm.head.weight, std=0.05)  # spread the scores so that agreement means something
+    q1, q2, q3 = "How many squares?", "Which option is right? (A) 3 (B) 4", "What is 2 + 2?"
+    r = [resp("Count the squares.", "There are 3 of them.", answer="3"),
+         resp("Count the squares.", "I see four, maybe five.", "So 4.", answer="4"),
+         resp("Look.", answer="B"), resp("Add 2 and 2 to get 4, clearly.", "Done.", answer="4")]
+    samples = [response_sample(q1, r[0], image_files[0]), response_sample(q2, r[2], image_files[1]),
+               response_sample(q1, r[1], image_files[0]), response_sample(q3, r[3], None),
+               response_sample(q1, r[0], image_files[0]),  # a repeated candidate shares every token
+               response_sample(q3, r[0], None)]
+    fast = TreeScorer(prm).score(samples)
+    ref = naive_scores(prm, samples)
+    assert fast.shape == ref.shape == (sum(len(s.prefixes) for s in samples),)
+    assert ref.std() > 1e-3
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=0)
+    with torch.no_grad():  # and the training encoder agrees (stepwise: prefix tokens nest in these responses)
+        torch.testing.assert_close(prm.score(samples), ref, atol=1e-4, rtol=0)
+
+
+# --- the commands end to end -------------------------------------------------------------------------------
+
+def write_candidates(root: Path, image: str) -> None:
+    """mathvista: q1 full (one candidate without steps), q2 only 2 candidates, q3 an unknown id, q4 a missing
+    image; mmstar: one question. Candidate 1 of q1 is right and has the same answer as candidate 3."""
+    (root / "runs/rollouts").mkdir(parents=True)
+    (root / "data").mkdir()
+    recs = []
+    for s in range(4):
+        text = "I just know it. Final answer: B" if s == 2 else resp("Look at the image.", f"Try {s}.",
+                                                                       answer="AB"[s % 2])
+        recs.append({"id": "q1", "sample": s, "response": text, "input": "Pick (A) 1 (B) 2", "true_false": s % 2 == 1,
+                     "image_path": image, "options": ["1", "2"], "answer": "AB"[s % 2], "dataset": "mathvista"})
+    for s in range(2):
+        recs.append({"id": "q2", "sample": s, "response": resp("Add.", answer=str(s + 3)), "input": "1 + 2?",
+                     "true_false": s == 0, "image_path": None, "answer": str(s + 3)})
+    recs.append({"id": "q3", "sample": 0, "response": resp("Hm."), "input": "?", "true_false": True})
+    recs.append({"id": "q4", "sample": 0, "response": resp("Hm."), "input": "?", "true_false": False,
+                 "image_path": "images/gone.png"})
+    (root / "runs/rollouts/mathvista.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (root / "data/mathvista.jsonl").write_text("".join(json.dumps({"id": i}) + "\n" for i in ("q1", "q2", "q4", "q5")))
+    mm = [{"id": 0, "sample": s, "response": resp("See.", "Think.", answer="C"), "input": "Options: A, B, C",
+           "true_false": True} for s in range(3)]
+    (root / "runs/rollouts/mmstar.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mm))
+
+
+def run_args(root, prm, *extra):
+    return ["--path", str(root), "--prm", str(prm), "--gpu", "cpu", "--benchmarks", "mathvista,mmstar,wemath",
+            "--questions", "data/{benchmark}.jsonl", "--n", "1,2,4", *extra]
+
+
+def test_score_select_tables_end_to_end_with_resume(tmp_path, tiny_models, image_files, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    write_candidates(tmp_path, image_files[1])
+    (tmp_path / "data/mmstar.jsonl").write_text('{"id": 0}\n')
+    # a run killed in its third batch: q1 (two batches of at most 2 candidates) is written, q2 is not ...
+    calls = []
+
+    def dying(samples):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(samples)
+
+    # a trained PRM: backbone + head saved together, so every run loads the same head
+    prm = PRM.from_pretrained(str(tiny_models["prm"]), "cpu", "fp32", "paper")
+    torch.nn.init.normal_(prm.head.weight, std=0.05)
+    prm_dir = tmp_path / "prm"
+    prm.save_pretrained(prm_dir)
+    real = TreeScorer(prm).score
+    cfg = parse_args(ScoreConfig, run_args(tmp_path, prm_dir, "--batch_size", "2"))
+    questions, _ = bon.load_candidates(cfg.candidates_path("mathvista"), tmp_path)
+    out = tmp_path / "runs/bon/dreamprm/mathvista.scores.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        with bon.AppendWriter(out, key=lambda r: r["id"], resume=False) as w:
+            bon.score_questions(questions, dying, w, 2, {"prm": str(prm_dir), "format": "paper"})
+    assert len(out.read_text().splitlines()) == 1
+    with open(out, "a") as f:
+        f.write('{"id": "q9", "cand')  # and a line torn by the kill
+    with pytest.raises(FileExistsError):  # without --resume nothing is overwritten
+        bon.score_benchmarks(cfg)
+    # ... resumes, and gives what an uninterrupted run gives
+    cfg = parse_args(ScoreConfig, run_args(tmp_path, prm_dir, "--batch_size", "2", "--resume"))
+    report = bon.score_benchmarks(cfg)
+    assert report["mathvista"]["questions not scored: image missing"] == 1
+    assert report["wemath"] == {"skipped": "no candidate file"}
+    fresh = parse_args(ScoreConfig, run_args(tmp_path, prm_dir, "--name", "fresh", "--no_select"))
+    bon.score_benchmarks(fresh)
+    by_id = lambda p: {r["id"]: r for r in map(json.loads, p.read_text().splitlines())}  # noqa: E731
+    resumed, whole = by_id(out), by_id(tmp_path / "runs/bon/fresh/mathvista.scores.jsonl")
+    assert sorted(resumed) == sorted(whole) == ["q1", "q2", "q3"]
+    for qid, rec in whole.items():
+        for a, b in zip(resumed[qid]["candidates"], rec["candidates"]):
+            assert a["sample"] == b["sample"] and a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+    assert [len(c["scores"]) for c in whole["q1"]["candidates"]] == [2, 2, 0, 2]
+    # a resume with another PRM format is refused
+    with pytest.raises(bon.DataError):
+        bon.score_benchmarks(parse_args(ScoreConfig, run_args(tmp_path, prm_dir, "--resume",
+                                                              "--input_format", "stepwise")))
+
+    res = json.loads((tmp_path / "runs/bon/dreamprm/results.json").read_text())
+    mv = res["benchmarks"]["mathvista"]
+    assert mv["total"] == 4  # q1 q2 q4 q5 of the question file; q3 is unknown
+    c = mv["counts"]
+    assert c["unknown question ids (left out)"] == 1 and c["questions without candidates (counted wrong)"] == 1
+    assert c["candidates without steps (rank last for PRM and ORM)"] == 1
+    assert c["questions with fewer than 4 candidates"] == 2  # q2, q4
+    assert c["questions without PRM scores (PRM and ORM pick the lowest sample index)"] == 1  # q4
+    acc = mv["accuracy"]
+    assert acc["oracle"]["4"] == pytest.approx(50) and acc["base"]["4"] == pytest.approx(25)
+    assert acc["self_consistency"]["4"] == pytest.approx(25)  # q1: A x2 vs B x2 -> A (sample 0, wrong); q2 right
+    sel = [json.loads(x) for x in (tmp_path / "runs/bon/dreamprm/mathvista.selected.jsonl").read_text().splitlines()]
+    assert [s["id"] for s in sel] == ["q1", "q2", "q4"] and sel[0]["sample"] != 2  # no steps: never the PRM pick
+    assert res["benchmarks"]["mmstar"]["accuracy"]["prm:mean_log_odds"]["2"] == 100
+
+    # tables: this run beside the paper's numbers, the ablation, the figure
+    (tmp_path / "runs/bon/fresh").rename(tmp_path / "runs/bon/vanilla")
+    bon.select_benchmarks(parse_args(SelectConfig, ["--path", str(tmp_path), "--name", "vanilla",
+                                                    "--benchmarks", "mathvista"]))
+    written = bon.write_tables(parse_args(TablesConfig, ["--path", str(tmp_path), "--main", "dreamprm"]))
+    md = (tmp_path / "runs/bon/tables/table1.md").read_text()
+    assert "| DreamPRM |" in md and "(68.9)" in md and "(62.3)" in md and "| MathVista | MMStar |" in md
+    tex = (tmp_path / "runs/bon/tables/table1.tex").read_text()
+    assert "\\begin{tabular}" in tex and "Vanilla PRM &" in tex
+    abl = (tmp_path / "runs/bon/tables/ablation_dreamprm.md").read_text()
+    assert all(f"| {h}" in abl for h in bon.AGGREGATIONS)
+    assert (tmp_path / "runs/bon/tables/ablation_vanilla.tex").is_file()
+    assert written["figure"] == tmp_path / "figs/bon_scaling.png" and written["figure"].stat().st_size > 5000
+
+    # selection again from the same scores, without the PRM: other N, another main aggregation
+    monkeypatch.setattr(bon.PRM, "from_pretrained", None)
+    res2 = bon.select_benchmarks(parse_args(SelectConfig, ["--path", str(tmp_path), "--benchmarks", "mathvista",
+                                                           "--n", "1,3", "--aggregation", "min"]))
+    assert set(res2["benchmarks"]["mathvista"]["accuracy"]["prm:min"]) == {"1", "3"}
+
+
+@pytest.mark.parametrize("script, cls", [("score.py", ScoreConfig), ("pick.py", SelectConfig),
+                                         ("tables.py", TablesConfig)])
+def test_every_command_has_help(script, cls, capsys):
+    ns = runpy.run_path(str(ROOT / "BoN" / script), run_name="imported")  # the entry point imports cleanly
+    assert cls in ns.values()
+    with pytest.raises(SystemExit) as e:
+        parse_args(cls, ["--help"])
+    assert e.value.code == 0 and "--path" in capsys.readouterr().out
+    launcher = {"score.py": "06_bon.sh", "tables.py": "07_tables.sh"}.get(script)
+    if launcher:
+        assert f"BoN/{script}" in (ROOT / "scripts" / launcher).read_text()
