@@ -70,7 +70,7 @@ class PRMEncoder:
         self._cache: dict = {}
         self._cache_size = image_cache
 
-    def _image(self, image):
+    def image_inputs(self, image):
         """(pixel_values, grid_thw) of an image, memoised by path: the loop revisits the same images."""
         key = image if isinstance(image, (str, Path)) else id(image)
         if key not in self._cache:
@@ -81,7 +81,7 @@ class PRMEncoder:
             self._cache[key] = (out["pixel_values"], out["image_grid_thw"])
         return self._cache[key]
 
-    def _header(self, text: str, has_image: bool, n_image_tokens: int) -> str:
+    def header(self, text: str, has_image: bool, n_image_tokens: int) -> str:
         """The chat template up to and including the assistant header, image placeholder expanded."""
         conv = chat(text, "image" if has_image else None)
         s = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
@@ -98,7 +98,7 @@ class PRMEncoder:
             if s.image is not None:
                 key = s.image if isinstance(s.image, (str, Path)) else id(s.image)
                 if key not in keys:
-                    pv, thw = self._image(s.image)
+                    pv, thw = self.image_inputs(s.image)
                     keys[key] = len(pixels)
                     pixels.append(pv)
                     grids.append(thw)
@@ -106,11 +106,11 @@ class PRMEncoder:
                 n_tok = int(grids[img].prod()) // self.merge
             if self.fmt == "paper":
                 for p in s.prefixes:
-                    texts.append(self._header(paper_text(s.question, p), img >= 0, n_tok))
+                    texts.append(self.header(paper_text(s.question, p), img >= 0, n_tok))
                     reads.append([None])  # None: the last token
                     image_of_row.append(img)
             else:
-                head = self._header(s.question, img >= 0, n_tok)
+                head = self.header(s.question, img >= 0, n_tok)
                 full = s.prefixes[-1]
                 for p in s.prefixes:
                     if not full.startswith(p):

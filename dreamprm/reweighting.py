@@ -40,6 +40,7 @@ from .cli import StageArgs
 from .domains import MMPR_DOMAINS, domain_table
 from .io import write_json
 from .models import PRM_BASE
+from .packing import TreeScorer
 from .prm import FORMATS, HEAD_FILE, PRM, PRMEncoder
 from .samples import NO_STEP_RULES, load_meta, load_train
 
@@ -85,6 +86,9 @@ class ReweightConfig(StageArgs):
     baseline: bool = field(default=False, metadata={"help": "vanilla PRM: all weights fixed at 1, same data"})
     meta_without_steps: str = field(default="whole", metadata={
         "help": "meta records with no step text: 'whole' scores the whole input as one step, 'skip' drops them"})
+    meta_packing: str = field(default="tree", metadata={
+        "help": "upper level, paper format: 'tree' scores a meta record's prefixes as one token tree (exact, "
+                "far fewer tokens), 'none' as a padded batch; gradient checkpointing and torchrun use 'none'"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for GPU memory"})
     lora_rank: int = field(default=0, metadata={"help": "LoRA rank on the backbone (0: full fine-tuning)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers for input encoding"})
@@ -135,10 +139,12 @@ class _Samples(Dataset):
         return i
 
 
-def _collate(ds: _Samples, encoder: PRMEncoder, domain_index: dict | None):
+def _collate(ds: _Samples, encoder: PRMEncoder | None, domain_index: dict | None):
+    """encoder None: the batch keeps its samples for the tree-packed scorer, which encodes them itself."""
     def collate(idx: list[int]) -> dict:
         samples = [ds.samples[i] for i in idx]
-        out = {"prm": encoder(samples), "counts": [len(s.prefixes) for s in samples]}
+        out = {"counts": [len(s.prefixes) for s in samples]}
+        out.update({"prm": encoder(samples)} if encoder is not None else {"samples": samples})
         if domain_index is None:  # meta: one true/false label per record
             out["labels"] = torch.tensor([ds.labels[i] for i in idx])
         else:  # train: one MC label and one domain per prefix
@@ -203,7 +209,7 @@ class UpperWeights(_Common, ImplicitProblem):
     last_grad: torch.Tensor | None = None
 
     def training_step(self, batch):
-        scores = self.prm(batch["prm"])
+        scores = self.cfg.tree.score(batch["samples"], grad=True) if "samples" in batch else self.prm(batch["prm"])
         cot = aggregate(scores.float(), batch["counts"], "mean_log_odds")
         return {"loss": F.mse_loss(cot, batch["labels"].to(cot.device))}
 
@@ -215,8 +221,8 @@ class UpperWeights(_Common, ImplicitProblem):
 
 
 class _Cfg:
-    def __init__(self, cfg: ReweightConfig, loader):
-        self.precision, self.loader = cfg.precision, loader
+    def __init__(self, cfg: ReweightConfig, loader, tree: TreeScorer | None = None):
+        self.precision, self.loader, self.tree = cfg.precision, loader, tree
 
 
 class DreamEngine(Engine):
@@ -292,8 +298,15 @@ class Reweighter:
         upper_steps = self.start // cfg.unroll_steps
         lower_loader = self._loader(train_ds, enc, self.domain_index, cfg.train_batch_size,
                                     self.start * cfg.train_batch_size, cfg.seed)
-        meta_loader = self._loader(meta_ds, enc, None, cfg.meta_batch_size, upper_steps * cfg.meta_batch_size,
-                                   cfg.seed + 1)
+        if cfg.meta_packing not in ("tree", "none"):
+            raise ValueError(f"--meta_packing must be tree or none; got {cfg.meta_packing!r}")
+        tree = None
+        # stepwise already scores a record in one row; use_cache, which the tree needs, is off under checkpointing
+        if (cfg.meta_packing == "tree" and cfg.input_format == "paper" and not cfg.gradient_checkpointing
+                and cfg.strategy == "default"):
+            tree = TreeScorer(self.prm)
+        meta_loader = self._loader(meta_ds, None if tree else enc, None, cfg.meta_batch_size,
+                                   upper_steps * cfg.meta_batch_size, cfg.seed + 1)
         lower_opt = torch.optim.Adam(self.prm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      decoupled_weight_decay=True)
         sched = torch.optim.lr_scheduler.StepLR(lower_opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
@@ -310,7 +323,7 @@ class Reweighter:
         self.upper = None
         if not cfg.baseline:
             self.upper = UpperWeights("weights", upper_cfg, self.weights, upper_opt,
-                                      extra_config=_Cfg(cfg, meta_loader))
+                                      extra_config=_Cfg(cfg, meta_loader, tree))
             problems.append(self.upper)
             deps = {"u2l": {self.upper: [self.lower]}, "l2u": {self.lower: [self.upper]}}
         strategy = cfg.strategy

@@ -184,3 +184,24 @@ def test_distributed_strategy_without_cuda_is_a_clear_error(tmp_path, tiny_model
     r = Reweighter(config(tmp_path, tiny_models["prm"], "--strategy", "distributed"))
     with pytest.raises(RuntimeError, match="needs CUDA.*torchrun"):
         r.build()
+
+
+@pytest.mark.parametrize("fmt", ["paper", "stepwise"])
+def test_tree_packed_upper_loss_and_gradients_equal_the_padded_batch(tmp_path, tiny_models, images, fmt):
+    from dreamprm.aggregation import aggregate
+    from dreamprm.packing import TreeScorer
+
+    images[0].save(tmp_path / "im.png")
+    write_problem(tmp_path, per_domain=2, image="im.png")
+    r = Reweighter(config(tmp_path, tiny_models["prm"], "--input_format", fmt))
+    samples, labels = r.meta_data.samples[:3], torch.tensor(r.meta_data.labels[:3])
+    counts = [len(s.prefixes) for s in samples]
+    losses, grads = [], []
+    for score in (lambda: r.prm(r.prm.encoder(samples)), lambda: TreeScorer(r.prm).score(samples, grad=True)):
+        r.prm.zero_grad()
+        loss = torch.nn.functional.mse_loss(aggregate(score(), counts), labels)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in r.prm.parameters() if p.grad is not None]))
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-3)
