@@ -1,5 +1,4 @@
 """Stages 3-6 (MC/ and inference/meta_data.py): tree, batched MC estimation, train and meta data, TRL export."""
-import importlib.util
 import json
 import os
 import signal
@@ -17,16 +16,9 @@ from dreamprm.io import DataError, read_records, write_jsonl
 from dreamprm.judge import Judge
 from dreamprm.mc import NODE_FIELDS, build_tree, node_key, paper_rule, to_trl
 from dreamprm.selection import balance, meta_rule
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(rel: str):
-    path = ROOT / rel
-    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 estimate_cli = load_script("MC/estimate.py")

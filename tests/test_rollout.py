@@ -1,7 +1,5 @@
 """Stage 2 (inference/): rollouts on a small fixture, shards, resume, bad input, every script and --help."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,17 +8,9 @@ from dreamprm.backends import Backend, TransformersBackend
 from dreamprm.cli import parse_args
 from dreamprm.io import DataError, read_records
 from dreamprm.rollout import POLICY_FIELDS, run
+from conftest import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["mmpr", "mathvista", "wemath", "mathvision", "mmvet", "mmstar", "mmmu"]
-
-
-def load_script(rel: str):
-    path = ROOT / rel
-    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")

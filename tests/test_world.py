@@ -1,5 +1,4 @@
 """The CPU mini world (dreamprm/world.py) and its SIMULATED policy backend (dreamprm/simulated.py)."""
-import importlib.util
 import json
 import random
 from collections import Counter
@@ -17,8 +16,8 @@ from dreamprm.rollout import RolloutArgs, run
 from dreamprm.simulated import ERROR_PRONE, SimulatedPolicy, values
 from dreamprm.steps import find_steps, final_answer_text, step_prefixes
 from dreamprm.world import DOMAINS, HELD_OUT, MARKER_NOISE, build, main
+from conftest import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = dict(seed=3, n_train=20, n_meta=12, n_test=12)
 
 
@@ -248,14 +247,6 @@ def test_fast(world, sim):
 
 
 # --- end to end through the real stage code --------------------------------------------------------
-
-def load_script(rel: str):
-    path = ROOT / rel
-    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_rollouts_and_mc_labels_on_the_world(world, sim, tmp_path):
     root, out, _, policy = world
