@@ -5,6 +5,7 @@ same path (`from_pretrained` on a directory instead of a hub id).
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import torch
@@ -71,43 +72,85 @@ def _special_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None and i != tokenizer.unk_token_id)
 
 
+def _encode(processor, tokenizer, batch: list[tuple]):
+    if processor is tokenizer:  # text-only chat templates (Qwen2.5) want string content
+        convs = [[{"role": "user", "content": text}] for _, text in batch]
+        texts = tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=False)
+        return tokenizer(texts, return_tensors="pt", padding=True)
+    convs = [chat(text, image) for image, text in batch]
+    return processor.apply_chat_template(convs, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                         return_tensors="pt", processor_kwargs={"padding": True})
+
+
+def _shared_prefill(model, inputs: dict, rows: torch.Tensor):
+    """The prompt's keys and values computed once per distinct prompt, then copied to each of its rows.
+
+    The last prompt token is left for `generate`, which needs at least one uncached token. Models with
+    multimodal RoPE (Qwen2-VL) keep position state across calls, so they are not given a cache this way.
+    """
+    if "image_grid_thw" in inputs:
+        return None
+    head = {k: v[:, :-1] if k in ("input_ids", "attention_mask") else v for k, v in inputs.items()}
+    cache = model(**head, use_cache=True).past_key_values
+    cache.reorder_cache(rows)
+    return cache
+
+
 @torch.inference_mode()
 def generate(model, processor, prompts: Sequence[tuple], n: int = 1, temperature: float = 1.0,
              max_new_tokens: int = 1024, batch_size: int = 8, desc: str = "generate",
              progress: bool = True) -> list[list[str]]:
     """Sample `n` responses for each (image or None, text) prompt; returns texts in prompt order.
 
-    Prompts are sorted by length so a batch carries little padding; temperature 0 means greedy decoding.
+    Identical prompts (the rollouts of one MC node) are encoded and prefilled once: under sampling their
+    rows share the prompt's keys and values; under greedy decoding (temperature 0, deterministic) one decode
+    serves them all. Distinct prompts are sorted by length so a batch carries little padding.
     A processor that is a bare tokenizer (the text-only judge) works too.
     """
     tokenizer = getattr(processor, "tokenizer", processor)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i][1]))
-    out: list[list[str]] = [[] for _ in prompts]
-    sampling = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature > 0 else \
-        dict(do_sample=False)
-    # Greedy decoding is deterministic and transformers refuses num_return_sequences > 1 without sampling:
-    # decode once per prompt and repeat the text n times.
-    copies, n = (n, 1) if temperature <= 0 else (1, n)
+    greedy = temperature <= 0
+    sampling = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=1.0,
+                                                         top_k=0)
+    slot: dict = {}  # (image object, text) -> index of the distinct prompt
+    which = [slot.setdefault((id(im) if im is not None else None, text), len(slot)) for im, text in prompts]
+    distinct = [None] * len(slot)
+    for pr, u in zip(prompts, which):
+        distinct[u] = pr
+    wanted = Counter(which)
+    rows_of = [1 if greedy else wanted[u] * n for u in range(len(distinct))]
+    pools: list[list[str]] = [[] for _ in distinct]
+    order = sorted(range(len(distinct)), key=lambda u: len(distinct[u][1]))
     with tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt") as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            if processor is tokenizer:  # text-only chat templates (Qwen2.5) want string content
-                convs = [[{"role": "user", "content": prompts[i][1]}] for i in idx]
-                texts = tokenizer.apply_chat_template(convs, add_generation_prompt=True, tokenize=False)
-                inputs = tokenizer(texts, return_tensors="pt", padding=True)
-            else:
-                convs = [chat(prompts[i][1], prompts[i][0]) for i in idx]
-                inputs = processor.apply_chat_template(convs, add_generation_prompt=True, tokenize=True,
-                                                       return_dict=True, return_tensors="pt",
-                                                       processor_kwargs={"padding": True})
-            inputs = inputs.to(model.device)
+            inputs = _encode(processor, tokenizer, [distinct[u] for u in idx]).to(model.device)
             if "pixel_values" in inputs:
                 inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-            gen = model.generate(**inputs, max_new_tokens=max_new_tokens, num_return_sequences=n,
-                                 pad_token_id=tokenizer.pad_token_id, suppress_tokens=_special_ids(tokenizer)
-                                 or None, **sampling)
+            counts = torch.tensor([rows_of[u] for u in idx], device=model.device)
+            rows = torch.arange(len(idx), device=model.device).repeat_interleave(counts)
+            cache = _shared_prefill(model, inputs, rows) if len(rows) > len(idx) else None
+            if cache is not None:
+                call = dict(input_ids=inputs["input_ids"][rows], attention_mask=inputs["attention_mask"][rows],
+                            past_key_values=cache)
+            else:  # no sharing: transformers repeats each prompt for its rows itself
+                call = dict(inputs)
+                if len(rows) > len(idx):
+                    if len(set(counts.tolist())) > 1:
+                        raise NotImplementedError("this model needs the same number of samples for every prompt")
+                    call["num_return_sequences"] = int(counts[0])
+            gen = model.generate(**call, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 suppress_tokens=_special_ids(tokenizer) or None, **sampling)
             texts = tokenizer.batch_decode(gen[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-            for j, i in enumerate(idx):
-                out[i] = texts[j * n:(j + 1) * n] * copies
-            bar.update(len(idx))
+            k = 0
+            for u in idx:
+                pools[u] = texts[k:k + rows_of[u]]
+                k += rows_of[u]
+            bar.update(sum(wanted[u] for u in idx))
+    out, taken = [], Counter()
+    for u in which:
+        if greedy:
+            out.append(pools[u] * n)
+        else:
+            out.append(pools[u][taken[u] * n:(taken[u] + 1) * n])
+            taken[u] += 1
     return out

@@ -58,3 +58,27 @@ def test_bf16_loading_really_is_bf16(tiny_models):
     model, _ = load_vlm(str(tiny_models["prm"]), "cpu", precision="bf16")
     assert next(model.parameters()).dtype == torch.bfloat16
     assert pick_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+def test_shared_prefill_gives_the_logits_of_a_full_forward(tiny_models, images):
+    from dreamprm.models import _encode, _shared_prefill
+
+    model, proc = load_vlm(str(tiny_models["policy"]), "cpu")
+    batch = [(images[0], prompts.completion_prompt("Q?", "Step 1: Look.\n\n")), (images[1], "Describe it.")]
+    inputs = _encode(proc, proc.tokenizer, batch)
+    rows = torch.tensor([0, 0, 0, 1, 1])
+    with torch.no_grad():
+        full = model(**inputs).logits[:, -1]
+        cache = _shared_prefill(model, inputs, rows)
+        last = model(input_ids=inputs["input_ids"][rows, -1:], attention_mask=inputs["attention_mask"][rows],
+                     past_key_values=cache).logits[:, -1]
+    torch.testing.assert_close(last, full[rows], atol=1e-5, rtol=1e-4)
+
+
+def test_repeated_prompts_get_their_own_samples(tiny_models, images):
+    model, proc = load_vlm(str(tiny_models["policy"]), "cpu")
+    torch.manual_seed(0)
+    batch = [(images[0], "Describe it.")] * 3 + [(images[1], "Count.")]
+    out = generate(model, proc, batch, n=2, temperature=1.0, max_new_tokens=6, batch_size=4, progress=False)
+    assert [len(o) for o in out] == [2, 2, 2, 2]
+    assert len({t for o in out[:3] for t in o}) > 1  # six independent samples of one prompt, not one repeated
