@@ -36,7 +36,7 @@ from .cli import StageArgs
 from .io import AppendWriter, DataError, load_image, read_records, write_json, write_jsonl
 from .models import chat
 from .packing import TreeScorer
-from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text
+from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format
 from .samples import as_label, image_path, response_sample
 from .steps import final_answer_text, num_steps
 
@@ -180,8 +180,8 @@ class ScoreConfig(SelectConfig):
     """Best-of-N verification: the PRM's score of every step prefix of every candidate, then selection."""
     prm: str = field(default="runs/reweighting/prm", metadata={"help": "trained PRM directory (or hub id)"})
     input_format: str = field(default="auto", metadata={
-        "help": f"PRM input format: {', '.join(FORMATS)}, or auto (the training run's, from <prm>/../summary.json; "
-                "else paper). Must be the format the PRM was trained with"})
+        "help": f"PRM input format: {', '.join(FORMATS)}, or auto: the one the PRM was trained with "
+                "(<prm>/prm_config.json; paper if absent). Must be the format the PRM was trained with"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"})
     batch_size: int = field(default=8, metadata={
         "help": "candidates (samples, all their step prefixes) per forward pass; a question's candidates share "
@@ -194,12 +194,8 @@ class ScoreConfig(SelectConfig):
 def resolve_format(cfg: ScoreConfig) -> str:
     if cfg.input_format != "auto":
         return cfg.input_format
-    summary = cfg.resolve(cfg.prm).parent / "summary.json"
-    if summary.is_file():
-        fmt = json.loads(summary.read_text()).get("config", {}).get("input_format")
-        if fmt in FORMATS:
-            return fmt
-    return "paper"
+    fmt = saved_format(cfg.resolve(cfg.prm)) if cfg.resolve(cfg.prm).is_dir() else None
+    return fmt if fmt in FORMATS else "paper"
 
 
 def _check_resume(out: Path, prm: str, fmt: str) -> None:

@@ -18,6 +18,7 @@ vocabulary; sequences are left-padded so the paper format reads position -1.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .io import load_image
 from .models import PRM_BASE, chat, load_vlm
 
 HEAD_FILE = "prm_head.pt"
+CONFIG_FILE = "prm_config.json"  # the input format the PRM was trained with: scoring must use the same
 PRM_MAX_SIDE = 512  # the paper resizes PRM images so the longest side is at most 512 px
 FORMATS = ("paper", "stepwise")
 
@@ -143,6 +145,12 @@ class PRMEncoder:
         return PRMBatch(inputs, torch.tensor(rows), torch.tensor(cols), image_inputs, image_of_row)
 
 
+def saved_format(name: str | Path) -> str | None:
+    """The input format recorded in a trained PRM directory, None for a base model or hub id."""
+    f = Path(name) / CONFIG_FILE
+    return json.loads(f.read_text()).get("input_format") if f.is_file() else None
+
+
 class PRM(nn.Module):
     def __init__(self, backbone, processor, fmt: str = "paper"):
         super().__init__()
@@ -155,8 +163,11 @@ class PRM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name: str = PRM_BASE, device: str | None = None, precision: str = "auto",
-                        fmt: str = "paper") -> "PRM":
-        """A trained PRM directory (backbone + head), or a base VLM whose head starts freshly initialised."""
+                        fmt: str | None = None) -> "PRM":
+        """A trained PRM directory (backbone + head), or a base VLM whose head starts freshly initialised.
+
+        `fmt` None: the format the PRM was trained with (its prm_config.json), else `paper`."""
+        fmt = fmt or saved_format(name) or "paper"
         backbone, processor = load_vlm(name, device, precision)
         prm = cls(backbone, processor, fmt)
         head = Path(name) / HEAD_FILE
@@ -170,6 +181,7 @@ class PRM(nn.Module):
         (backbone or self.backbone).save_pretrained(out)
         self.processor.save_pretrained(out)
         torch.save(self.head.state_dict(), out / HEAD_FILE)
+        (out / CONFIG_FILE).write_text(json.dumps({"input_format": self.fmt}) + "\n")
 
     @property
     def device(self) -> torch.device:

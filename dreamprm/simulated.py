@@ -11,7 +11,7 @@ How it writes a chain of thought (five structured steps, then `Final answer: N`)
   step_error_rate x temperature (capped at 1). The first error puts the chain on the wrong track: that step
   and every later one state the wrong intermediate value, step 5 concludes the typical wrong answer and so
   does the final answer. Without an error the chain states the right values and ends at the truth.
-- A step that errs says so with its domain's error phrase ("counting quickly: ..."), except with probability
+- A step that errs says so with its domain's error phrase ("quickly counting: ..."), except with probability
   `marker_noise` (0.15); a step that does not err uses a neutral phrase, except with the same probability.
   The values, not the phrases, carry the truth.
 - A completion request (a tree node's step prefix) continues after the last step of the prefix. Whether the

@@ -34,7 +34,16 @@ def _corpus() -> list[str]:
     numbers = " ".join(str(i) for i in range(200))
     return [prompts.structured_prompt("What is 3 + 4?", "Hint: answer with a number.", ["5", "7"]),
             prompts.completion_prompt("Which is larger?", "Step 1: Restate the question."),
-            prompts.judge_prompt("Q?", "B", "(B) 7"), numbers, "correct incorrect yes no A B C D E"] * 20
+            prompts.judge_prompt("Q?", "B", "(B) 7"), numbers, "correct incorrect yes no A B C D E",
+            *_world_text()] * 20
+
+
+def _world_text() -> list[str]:
+    """The CPU mini world's wording (dreamprm/world.py): real tokenizers know English words whole, so the
+    tiny one should too; otherwise a phrase is a dozen character pieces for the tiny PRM to assemble."""
+    from .world import DOMAINS
+
+    return [" ".join(d.error_phrases + d.neutral_phrases) for d in DOMAINS]
 
 
 def _tokenizer(mm_tokens: dict, vocab_size: int = 1024):

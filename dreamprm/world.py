@@ -17,8 +17,8 @@ Everything is known by construction, so the pipeline's results can be explained:
 - Every domain has ONE typical mistake (its error type) that the SIMULATED policy makes at each of steps 2-4
   with the domain's step-error rate. A chain with any error ends at the question's typical wrong answer
   (truth + the error offset, fixed per question); an error-free chain ends at the truth.
-- An erroneous step usually (not always) says so: it carries its error type's phrase ("counting quickly",
-  "using the quick formula", ...) and the wrong intermediate value. `MARKER_NOISE` of the correct steps use
+- An erroneous step usually (not always) says so: it carries its error type's phrase ("quickly counting",
+  "roughly using the shortcut", ...; every error phrase shares a cue word, "quickly" or "roughly") and the wrong intermediate value. `MARKER_NOISE` of the correct steps use
   the error phrase too and as many erroneous steps use the neutral one, so no single token gives a step away.
 - Corruption is systematic, like annotators who repeat the policy's typical mistake: on a corrupted question
   the ground truth IS the typical wrong answer. Chains that make the domain's mistake are judged right and
@@ -201,7 +201,7 @@ def wordproblem(rng: np.random.Generator) -> Question:
               f"{a} + {b} = {w}"))
 
 
-# --- arithmetic (corrupted 15%): add the numbers drawn in the image; "carry slip" ---------------------
+# --- arithmetic (corrupted 30%): add the numbers drawn in the image; "carry slip" ---------------------
 
 def render_sum(numbers: list[int], rng: np.random.Generator) -> Image.Image:
     im = Image.new("RGB", (160, 96), tuple(int(c) for c in rng.integers(235, 256, size=3)))
@@ -324,20 +324,29 @@ class Domain:
         return round(1.0 - self.corruption, 6)
 
 
+# Every error phrase carries one of two shared cue words ("quickly", "roughly") and every neutral phrase the
+# cue "carefully", as real erroneous reasoning shares surface cues across subjects (hasty estimates). The PRM can
+# therefore learn one cross-domain feature of an erroneous step; a corrupted domain, whose labels reward its
+# typical mistake, pushes that shared feature the wrong way for every domain, which is what domain reweighting
+# is for. (With wording unique to each domain, a corrupted domain could only mislabel its own question kind,
+# and a converged PRM would fit each domain separately whatever the weights.)
+# Corruption rates: weights are normalised to average 1, so "below 1" means "worse than the average domain".
+# arithmetic is corrupted at 30%, above the mixture's mean corruption (22.5%); at 15% it was cleaner than the
+# average domain and the bi-level loop rightly kept its weight above 1 (measured: 1.10 at seed 0).
 DOMAINS: tuple[Domain, ...] = (
-    Domain("counting", 0.00, "miscount", 0.20, ("counting quickly", "counting roughly"),
-           ("counting each one", "counting every shape once"), counting),
-    Domain("bars", 0.00, "misread", 0.15, ("reading the bar at a glance", "eyeballing the bar height"),
-           ("reading the bar against the grid lines", "lining the bar top up with the axis"), bars),
-    Domain("wordproblem", 0.00, "dropped term", 0.25, ("skimming the text", "taking only the main amounts"),
-           ("using every number in the text", "keeping all the amounts"), wordproblem),
-    Domain("arithmetic", 0.15, "carry slip", 0.20, ("carrying loosely", "adding the columns in my head"),
-           ("carrying every ten", "adding column by column"), arithmetic),
-    Domain("geometry", 0.40, "wrong formula", 0.25, ("using the quick formula", "using the shortcut formula"),
-           ("using the rectangle formula", "applying the full formula"), geometry),
+    Domain("counting", 0.00, "miscount", 0.20, ("quickly counting", "roughly counting"),
+           ("carefully counting each one", "carefully counting every shape once"), counting),
+    Domain("bars", 0.00, "misread", 0.15, ("quickly reading the bar at a glance", "roughly eyeballing the bar height"),
+           ("carefully reading the bar against the grid lines", "carefully lining the bar top up with the axis"), bars),
+    Domain("wordproblem", 0.00, "dropped term", 0.25, ("quickly skimming the text", "roughly taking the main amounts"),
+           ("carefully using every number in the text", "carefully keeping all the amounts"), wordproblem),
+    Domain("arithmetic", 0.30, "carry slip", 0.20, ("quickly carrying", "roughly adding the columns in my head"),
+           ("carefully carrying every ten", "carefully adding column by column"), arithmetic),
+    Domain("geometry", 0.40, "wrong formula", 0.25, ("quickly using the short formula", "roughly using the shortcut"),
+           ("carefully using the rectangle formula", "carefully applying the full formula"), geometry),
     Domain("clocks", 0.65, "numeral read as minutes", 0.30,
-           ("reading the numeral as minutes", "reading the minute hand at face value"),
-           ("counting five minutes per numeral", "reading the minute hand by its marks"), clocks),
+           ("quickly reading the numeral as minutes", "roughly reading the minute hand at face value"),
+           ("carefully counting five minutes per numeral", "carefully reading the minute hand by its marks"), clocks),
 )
 BY_NAME = {d.name: d for d in DOMAINS}
 

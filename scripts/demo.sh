@@ -1,33 +1,125 @@
 #!/usr/bin/env bash
-# The main job on the CPU: set up the environment if missing, build tiny models, and run the stages that
-# exist end to end on a handful of records. Idempotent; works from any directory; about a minute once set up.
+# The whole method end to end on the CPU mini world (issue 6), through the same stage scripts a GPU user runs:
+#   world -> rollouts -> tree -> MC labels -> train data -> meta rollouts + meta data
+#   -> bi-level training (DreamPRM) and the vanilla PRM (--baseline, same data and schedule)
+#   -> best-of-8 on the test benchmarks bench_a, bench_b -> tables, figures and a results page (RESULTS.md).
+# The policy is SIMULATED (dreamprm/simulated.py, not a model); the PRM is a tiny Qwen2-VL trained from scratch.
 #
-# Until the CPU mini world with its simulated policy exists (issue 6), the stages run on two small inputs:
-#  - rollouts: the tiny random InternVL policy answers 4 drawn counting questions (its text is noise, so no
-#    response has steps; the stage's plumbing, judging and summary are what is shown);
-#  - bi-level loop: the tiny random Qwen2-VL PRM trains on a synthetic problem whose "noisy" domain has its
-#    labels flipped by construction (dreamprm/synthetic.py); its weight should end below 1.
+#   bash scripts/demo.sh                          # outputs in runs/demo (about 10 minutes on 2 CPU cores)
+#   DEMO_OUT=runs/demo-s1 DEMO_SEED=1 bash scripts/demo.sh
+#
+# Idempotent: the output directory starts fresh on every run, except the tiny models (<out>/models), which are
+# reused. Sizes and the training budget can be overridden through DEMO_* variables (the slow test runs a
+# small version); the defaults are the design benchmarks/world_claims.py measures (6-7 minutes on 2 busy cores).
+#
+# Training design, and why (see RESULTS.md's diagnostics): the PRM starts from random weights, so for its first
+# few hundred steps it can only learn the label level and the step position; a hypergradient taken then
+# reflects calibration (which domain's mean label pulls the PRM towards the meta set's base rate), not label
+# quality. So both trainings start from one shared warm-up of the lower level alone (DEMO_WARMUP iterations,
+# every weight 1), then DreamPRM (bi-level) and the vanilla PRM (--baseline) run the same DEMO_ITERATIONS with
+# the same data order in parallel, one core each. The stepwise input format scores every step of a response in
+# one pass, five labels per sequence instead of one.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
 export CUDA_VISIBLE_DEVICES="" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# One thread per process: on a 2-core machine oversubscribed threads cost far more than they bring.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 PY="$VENV/bin/python"
 OUT="${DEMO_OUT:-runs/demo}"
-rm -rf "$OUT/rollouts" "$OUT/reweighting" "$OUT/figs"
+SEED="${DEMO_SEED:-0}"
+N_TRAIN="${DEMO_N_TRAIN:-60}"        # questions per train domain (6 domains)
+N_META="${DEMO_N_META:-60}"          # meta questions (4 responses each)
+N_TEST="${DEMO_N_TEST:-60}"          # questions per test benchmark (8 candidates each)
+ITERS="${DEMO_ITERATIONS:-700}"      # iterations of each training after the warm-up (bi-level and vanilla)
+TRAIN_BS="${DEMO_TRAIN_BATCH:-8}"
+META_BS="${DEMO_META_BATCH:-4}"
+LR="${DEMO_LR:-3e-3}"
+META_LR="${DEMO_META_LR:-0.02}"
+FORMAT="${DEMO_FORMAT:-stepwise}"  # one pass per response, a score at every step end
+WARMUP="${DEMO_WARMUP:-300}"      # lower-level-only iterations first, shared by both trainings (0: none)
+
+# Start fresh, keeping the tiny models.
+if [[ -d "$OUT" ]]; then
+  find "$OUT" -mindepth 1 -maxdepth 1 ! -name models -exec rm -rf {} +
+fi
 mkdir -p "$OUT"
+W="$OUT/world" R="$OUT/rollouts" MCD="$OUT/mc" FIGS="$OUT/figs"
+BASE=(--path "$ROOT" --seed "$SEED")
+SIM=(--backend simulated --policy "$W/policy.json" --judge none)
+TRAIN=(--gpu cpu --precision fp32 --input_format "$FORMAT" --iterations "$ITERS" --train_batch_size "$TRAIN_BS"
+       --meta_batch_size "$META_BS" --lr "$LR" --lr_step 1000000 --meta_lr "$META_LR" --log_every 10
+       --save_every "$ITERS" --keep_checkpoints 1)
+t0=$SECONDS
+stamp() { echo "   [$(( SECONDS - t0 )) s]"; }
 
-echo "== 1/3 tiny models (random weights, built offline)"
-"$PY" -m dreamprm.tiny --path "$ROOT" --out "$OUT/models"
+echo "== 1 tiny models (random weights, built offline; reused if present and built by the same code)"
+# The tiny tokenizer learns the world's wording (dreamprm/tiny.py): rebuild when either file changed.
+stamp_models="$(cat dreamprm/tiny.py dreamprm/world.py | sha256sum | cut -d' ' -f1)"
+FORCE=()
+[[ "$(cat "$OUT/models/.stamp" 2>/dev/null)" == "$stamp_models" ]] || FORCE=(--force)
+"$PY" -m dreamprm.tiny --path "$ROOT" --out "$OUT/models" "${FORCE[@]}"
+echo "$stamp_models" > "$OUT/models/.stamp"
 
-echo "== 2/3 rollouts: tiny policy on 4 drawn counting questions"
-"$PY" -c "from pathlib import Path; from dreamprm.synthetic import write_counting_questions as w; w(Path('$OUT'))"
-"$PY" inference/mmpr.py --path "$ROOT" --questions "$OUT/counting.jsonl" --out "$OUT/rollouts/counting.jsonl" \
-  --policy "$OUT/models/policy" --judge "$OUT/models/judge" --n 2 --max_new_tokens 24 --batch_size 4 --gpu cpu
+echo "== 2 the CPU mini world (seed $SEED) and its SIMULATED policy"
+"$PY" -m dreamprm.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test "$N_TEST"
+stamp
 
-echo "== 3/3 bi-level loop: tiny PRM, synthetic domains (one with flipped labels)"
-"$PY" -c "from pathlib import Path; from dreamprm.synthetic import write_reweighting_problem as w; w(Path('$OUT'))"
-"$PY" reweighting/train.py --path "$ROOT" --train "$OUT/train.jsonl" --meta "$OUT/meta.jsonl" \
-  --prm "$OUT/models/prm" --out "$OUT/reweighting" --figs "$OUT/figs" --gpu cpu --precision fp32 \
-  --iterations 60 --train_batch_size 4 --meta_batch_size 2 --lr 2e-3 --meta_lr 0.05 --log_every 10 --save_every 30
-echo "== demo finished: outputs in $OUT (figures in $OUT/figs)"
+echo "== 3 rollouts: one response per train question"
+"$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset train --questions "$W/data/train.jsonl" \
+  --out "$R/train.jsonl" --n 1
+echo "== 4 tree, MC labels (SIMULATED completions), train data"
+"$PY" MC/tree.py "${BASE[@]}" --responses "$R/train.jsonl" --out "$MCD/tree.jsonl"
+"$PY" MC/estimate.py "${BASE[@]}" "${SIM[@]}" --tree "$MCD/tree.jsonl" --out "$MCD/estimate.jsonl"
+"$PY" MC/train_data.py "${BASE[@]}" --nodes "$MCD/estimate.jsonl" --out "$MCD/train.jsonl"
+echo "== 5 meta rollouts (4 per meta question) and the meta set"
+"$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset meta --questions "$W/data/meta.jsonl" \
+  --out "$R/meta.jsonl" --n 4
+"$PY" inference/meta_data.py "${BASE[@]}" --responses "$R/meta.jsonl" --out "$OUT/meta/meta.jsonl"
+stamp
+
+PRM0="$OUT/models/prm"
+if (( WARMUP > 0 )); then
+  echo "== 6a warm-up: the lower level alone ($WARMUP iterations, every weight 1) before the domain weights move"
+  "$PY" reweighting/train.py "${BASE[@]}" "${TRAIN[@]}" --iterations "$WARMUP" --save_every "$WARMUP" \
+    --train "$MCD/train.jsonl" --meta "$OUT/meta/meta.jsonl" --prm "$PRM0" --out "$OUT/warmup" --figs "$OUT/warmup/figs" \
+    --baseline
+  PRM0="$OUT/warmup/prm"
+  stamp
+fi
+echo "== 6 from the same start, in parallel (one core each): bi-level training of the PRM and the domain weights"
+echo "     (DreamPRM) and the vanilla PRM (--baseline: the same data and schedule, every weight fixed at 1)"
+"$PY" reweighting/train.py "${BASE[@]}" "${TRAIN[@]}" --train "$MCD/train.jsonl" --meta "$OUT/meta/meta.jsonl" \
+  --prm "$PRM0" --out "$OUT/reweighting" --figs "$FIGS" > "$OUT/reweighting.log" 2>&1 &
+dream=$!
+"$PY" reweighting/train.py "${BASE[@]}" "${TRAIN[@]}" --train "$MCD/train.jsonl" --meta "$OUT/meta/meta.jsonl" \
+  --prm "$PRM0" --out "$OUT/vanilla" --figs "$FIGS" --baseline > "$OUT/vanilla.log" 2>&1 &
+vanilla=$!
+status=0
+wait "$dream" || status=$?
+wait "$vanilla" || status=$?
+tail -n 2 "$OUT/reweighting.log" "$OUT/vanilla.log" | grep -v "it/s"
+if (( status )); then echo "training failed: see $OUT/reweighting.log and $OUT/vanilla.log" >&2; exit "$status"; fi
+stamp
+
+echo "== 8 best-of-8 on the test benchmarks: candidates, PRM scores, selection"
+for b in bench_a bench_b; do
+  "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset "$b" --questions "$W/data/$b.jsonl" \
+    --out "$R/$b.jsonl" --n 8
+done
+BON=(--benchmarks bench_a,bench_b --candidates "$R/{benchmark}.jsonl" --questions "$W/data/{benchmark}.jsonl")
+"$PY" BoN/score.py "${BASE[@]}" "${BON[@]}" --gpu cpu --precision fp32 --input_format "$FORMAT" --prm "$OUT/reweighting/prm" --name dreamprm \
+  --out "$OUT/bon/dreamprm"
+"$PY" BoN/score.py "${BASE[@]}" "${BON[@]}" --gpu cpu --precision fp32 --input_format "$FORMAT" --prm "$OUT/vanilla/prm" --name vanilla \
+  --out "$OUT/bon/vanilla"
+for name in dreamprm vanilla; do  # selection again from the saved scores (score.py already did it once)
+  "$PY" BoN/pick.py "${BASE[@]}" "${BON[@]}" --name "$name" --out "$OUT/bon/$name"
+done
+stamp
+
+echo "== 9 tables, figures and the results page"
+"$PY" BoN/tables.py "${BASE[@]}" --runs "$OUT/bon" --figs "$FIGS"
+"$PY" -m dreamprm.world_report --path "$ROOT" --run "$OUT"
+stamp
+echo "== demo finished in $(( SECONDS - t0 )) s: $OUT/RESULTS.md (figures in $FIGS)"

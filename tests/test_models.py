@@ -82,3 +82,13 @@ def test_repeated_prompts_get_their_own_samples(tiny_models, images):
     out = generate(model, proc, batch, n=2, temperature=1.0, max_new_tokens=6, batch_size=4, progress=False)
     assert [len(o) for o in out] == [2, 2, 2, 2]
     assert len({t for o in out[:3] for t in o}) > 1  # six independent samples of one prompt, not one repeated
+
+
+def test_a_saved_prm_remembers_its_input_format(tiny_models, tmp_path):
+    from dreamprm.prm import saved_format
+
+    prm = PRM.from_pretrained(str(tiny_models["prm"]), "cpu", fmt="stepwise")
+    assert saved_format(tiny_models["prm"]) is None and PRM.from_pretrained(str(tiny_models["prm"]), "cpu").fmt == "paper"
+    prm.save_pretrained(tmp_path / "p")
+    assert saved_format(tmp_path / "p") == "stepwise"
+    assert PRM.from_pretrained(str(tmp_path / "p"), "cpu").fmt == "stepwise"

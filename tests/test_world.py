@@ -74,7 +74,7 @@ def test_corruption_rates_realised_exactly(world, tmp_path, n):
         out = tmp_path / "w"
         info = build(out, seed=1, n_train=n, n_meta=6, n_test=6, root=tmp_path)
         policy = json.loads((out / "policy.json").read_text())
-    expected = {"counting": 0, "bars": 0, "wordproblem": 0, "arithmetic": round(0.15 * n),
+    expected = {"counting": 0, "bars": 0, "wordproblem": 0, "arithmetic": round(0.30 * n),
                 "geometry": round(0.40 * n), "clocks": round(0.65 * n), "meta": 0, "bench_a": 0, "bench_b": 0}
     for row in info["domains"]:
         bad = [r for r in read_records(out / row["file"])
@@ -84,7 +84,7 @@ def test_corruption_rates_realised_exactly(world, tmp_path, n):
         for r in bad:  # systematic: the ground truth is the answer of the domain's typical error
             q = policy["questions"][r["id"]]
             assert r["ground_truth"] == str(q["wrong"]) and q["corrupted"]
-    assert n != 60 or [row["corrupted"] for row in info["domains"][3:6]] == [9, 24, 39]
+    assert n != 60 or [row["corrupted"] for row in info["domains"][3:6]] == [18, 24, 39]
 
 
 def test_rerun_is_byte_identical_and_seeded(world, tmp_path):

@@ -1,0 +1,100 @@
+"""The whole pipeline on a SMALL CPU mini world through scripts/demo.sh (the README's first command).
+
+Few questions and few iterations: checks that every stage ran and wrote valid output and that the results page
+holds its tables. The claims themselves need the full run (benchmarks/world_claims.py).
+"""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dreamprm.data import RECORD_KEYS
+from dreamprm.io import read_records
+from dreamprm.mc import NODE_FIELDS
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"DEMO_N_TRAIN": "5", "DEMO_N_META": "8", "DEMO_N_TEST": "4", "DEMO_ITERATIONS": "6",
+         "DEMO_WARMUP": "4", "DEMO_TRAIN_BATCH": "2", "DEMO_META_BATCH": "2", "DEMO_SEED": "1"}
+TRAIN_DOMAINS = {"counting", "bars", "wordproblem", "arithmetic", "geometry", "clocks"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    env = dict(os.environ, DEMO_OUT=str(out), OMP_NUM_THREADS="1", **SMALL)
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, done.stdout
+
+
+def test_world_rollouts_and_mc(run):
+    out, _ = run
+    world = json.loads((out / "world" / "world.json").read_text())
+    assert {d["name"] for d in world["domains"] if d["role"] == "train"} == TRAIN_DOMAINS
+    assert world["seed"] == 1 and world["n_train"] == 5
+    train_q = read_records(out / "world" / "data" / "train.jsonl", required=RECORD_KEYS)
+    assert len(train_q) == 5 * len(TRAIN_DOMAINS)
+    responses = read_records(out / "rollouts" / "train.jsonl", required=("id", "response", "input", "true_false"))
+    assert len(responses) == len(train_q) and (out / "rollouts" / "train.jsonl.done").exists()
+    tree = read_records(out / "mc" / "tree.jsonl", required=NODE_FIELDS)
+    labelled = read_records(out / "mc" / "estimate.jsonl", required=NODE_FIELDS)
+    assert len(labelled) == len(tree) > 0
+    assert all(0 <= x["accuracy"] <= 1 and x["times"] >= 4 for x in labelled)
+    train = read_records(out / "mc" / "train.jsonl", required=("input", "add", "image_path", "dataset", "accuracy"))
+    assert {x["dataset"] for x in train} == TRAIN_DOMAINS
+    meta_resp = read_records(out / "rollouts" / "meta.jsonl")
+    assert len(meta_resp) == 4 * 8
+    meta = read_records(out / "meta" / "meta.jsonl", required=("true_false", "input", "image_path"))
+    assert meta and all("Step 1" in m["input"] for m in meta)
+
+
+def test_training_outputs(run):
+    out, _ = run
+    for name in ("reweighting", "vanilla"):
+        d = out / name
+        assert (d / "prm" / "prm_head.pt").is_file(), name
+        summary = json.loads((d / "summary.json").read_text())
+        weights = json.loads((d / "domain_weights.json").read_text())
+        assert set(weights) == TRAIN_DOMAINS
+        assert abs(sum(weights.values()) / len(weights) - 1) < 1e-4
+        log = [json.loads(ln) for ln in (d / "log.jsonl").read_text().splitlines()]
+        assert log and summary["iterations"] == log[-1]["iteration"]
+    assert set(json.loads((out / "vanilla" / "domain_weights.json").read_text()).values()) == {1.0}
+    assert (out / "figs" / "domain_weights.png").is_file()
+
+
+def test_bon_tables_and_results_page(run):
+    out, _ = run
+    for name in ("dreamprm", "vanilla"):
+        res = json.loads((out / "bon" / name / "results.json").read_text())
+        assert set(res["benchmarks"]) == {"bench_a", "bench_b"}
+        for b, r in res["benchmarks"].items():
+            assert r["total"] == 4 and r["scored"]
+            for m in ("prm:mean_log_odds", "random", "self_consistency", "oracle"):
+                assert 0 <= r["accuracy"][m]["8"] <= 100
+        scores = read_records(out / "bon" / name / "bench_a.scores.jsonl")
+        assert len(scores) == 4 and all(len(q["candidates"]) == 8 for q in scores)
+    for b in ("bench_a", "bench_b"):
+        assert len(read_records(out / "rollouts" / f"{b}.jsonl")) == 4 * 8
+    assert (out / "bon" / "tables" / "table1.md").is_file()
+    assert (out / "figs" / "bon_scaling.png").is_file() and (out / "figs" / "weights_vs_quality.png").is_file()
+
+    page = (out / "RESULTS.md").read_text()
+    for heading in ("Learned domain weights against the known domain quality", "Best-of-8 accuracy",
+                    "The claims", "MC labels"):
+        assert heading in page
+    for method in ("DreamPRM", "Vanilla PRM", "Self-consistency", "Random pick", "Oracle"):
+        assert f"| {method}" in page
+    for d in TRAIN_DOMAINS:
+        assert f"| {d} |" in page
+    res = json.loads((out / "results.json").read_text())
+    assert res["spearman"] is not None and -1 <= res["spearman"] <= 1
+    assert set(res["bon"]) == {"bench_a", "bench_b"}
+    # every number on the page comes from the files: the DreamPRM cell is BoN/pick.py's number
+    pick = json.loads((out / "bon" / "dreamprm" / "results.json").read_text())
+    assert res["bon"]["bench_a"]["DreamPRM"] == pick["benchmarks"]["bench_a"]["accuracy"]["prm:mean_log_odds"]["8"]
