@@ -205,3 +205,16 @@ def test_tree_packed_upper_loss_and_gradients_equal_the_padded_batch(tmp_path, t
         grads.append(torch.cat([p.grad.flatten() for p in r.prm.parameters() if p.grad is not None]))
     torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-3)
+
+
+def test_with_frozen_weights_the_bilevel_run_trains_the_prm_exactly_like_the_baseline(tmp_path, tiny_models):
+    """meta_lr 0: the upper level computes hypergradients but never moves the weights, so nothing in the
+    bi-level machinery (darts perturbations, upper forwards) may change the PRM's trajectory."""
+    write_problem(tmp_path, per_domain=4)
+    runs = []
+    for extra in (("--meta_lr", "0", "--out", "frozen"), ("--baseline", "--out", "base")):
+        r = Reweighter(config(tmp_path, tiny_models["prm"], "--iterations", "15", "--train_batch_size", "4", *extra))
+        r.run()
+        assert set(r.weights.as_dict().values()) == {1.0}
+        runs.append(torch.cat([p.detach().flatten() for p in r.prm.parameters()]))
+    assert float((runs[0] - runs[1]).norm() / runs[1].norm()) < 1e-5
