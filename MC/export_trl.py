@@ -22,9 +22,7 @@ class ExportArgs(StageArgs):
 
 def main(argv=None):
     cfg = parse_args(ExportArgs, argv)
-    out = cfg.resolve(cfg.out)
-    if out.exists() and not cfg.resume:
-        raise SystemExit(f"{out} exists; pass --resume to rebuild it or remove it")
+    out = cfg.output(cfg.out)
     rows, skipped = to_trl(read_records(cfg.resolve(cfg.nodes), required=NODE_FIELDS), cfg.threshold)
     write_jsonl(out, rows)
     for why, k in skipped.items():

@@ -23,9 +23,7 @@ class TrainDataArgs(StageArgs):
 
 def main(argv=None):
     cfg = parse_args(TrainDataArgs, argv)
-    src, out = cfg.resolve(cfg.nodes), cfg.resolve(cfg.out)
-    if out.exists() and not cfg.resume:
-        raise SystemExit(f"{out} exists; pass --resume to rebuild it (the selection is seeded) or remove it")
+    src, out = cfg.resolve(cfg.nodes), cfg.output(cfg.out, " (the selection is seeded)")
     if not shards.done_marker(src).exists():
         print(f"warning: {src} has no .done marker: MC estimation may be unfinished (or its shards unmerged)")
     nodes = read_records(src, required=NODE_FIELDS)

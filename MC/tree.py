@@ -23,9 +23,7 @@ class TreeArgs(StageArgs):
 
 def main(argv=None):
     cfg = parse_args(TreeArgs, argv)
-    out = cfg.resolve(cfg.out)
-    if out.exists() and not cfg.resume:
-        raise SystemExit(f"{out} exists; pass --resume to rebuild it (the tree is deterministic) or remove it")
+    out = cfg.output(cfg.out, " (the tree is deterministic)")
     records = read_policy_records(cfg, cfg.responses)
     nodes, skipped = build_tree(records, image_exists=lambda p: cfg.resolve(p).is_file(), where=cfg.responses)
     write_jsonl(out, nodes)

@@ -35,6 +35,13 @@ class StageArgs:
         p = Path(p).expanduser()
         return p if p.is_absolute() else Path(self.path).expanduser().resolve() / p
 
+    def output(self, p: str | Path, why: str = "") -> Path:
+        """An output file of a stage that rewrites it whole: refused if it exists, unless --resume."""
+        out = self.resolve(p)
+        if out.exists() and not self.resume:
+            raise SystemExit(f"{out} exists; pass --resume to rebuild it{why} or remove it")
+        return out
+
     @property
     def device(self) -> str:
         if self.gpu == "cpu":

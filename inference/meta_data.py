@@ -26,9 +26,7 @@ class MetaArgs(StageArgs):
 
 def main(argv=None):
     cfg = parse_args(MetaArgs, argv)
-    out = cfg.resolve(cfg.out)
-    if out.exists() and not cfg.resume:
-        raise SystemExit(f"{out} exists; pass --resume to rebuild it (the selection is seeded) or remove it")
+    out = cfg.output(cfg.out, " (the selection is seeded)")
     records = read_policy_records(cfg, cfg.responses)
     ok = [r for r in records if not r.get("image_path") or cfg.resolve(r["image_path"]).is_file()]
     meta, stats = meta_rule(ok, cfg.per_kind, cfg.seed, cfg.require_steps)
