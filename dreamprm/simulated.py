@@ -11,8 +11,9 @@ How it writes a chain of thought (five structured steps, then `Final answer: N`)
   step_error_rate x temperature (capped at 1). The first error puts the chain on the wrong track: that step
   and every later one state the wrong intermediate value, step 5 concludes the typical wrong answer and so
   does the final answer. Without an error the chain states the right values and ends at the truth.
-- A step that errs says so with its domain's error phrase ("quickly counting: ..."), except with probability
-  `marker_noise` (0.15); a step that does not err uses a neutral phrase, except with the same probability.
+- A step that errs says so with its domain's error phrase ("Quickly estimating: ..."), except with probability
+  `marker_noise` (the world's, 0.05 by default); a step that does not err uses a neutral phrase, except with
+  the same probability.
   The values, not the phrases, carry the truth.
 - A completion request (a tree node's step prefix) continues after the last step of the prefix. Whether the
   prefix already went wrong is read from its own values (each step's integers against the right track's),

@@ -17,9 +17,10 @@ Everything is known by construction, so the pipeline's results can be explained:
 - Every domain has ONE typical mistake (its error type) that the SIMULATED policy makes at each of steps 2-4
   with the domain's step-error rate. A chain with any error ends at the question's typical wrong answer
   (truth + the error offset, fixed per question); an error-free chain ends at the truth.
-- An erroneous step usually (not always) says so: it carries its error type's phrase ("quickly counting",
-  "roughly using the shortcut", ...; every error phrase shares a cue word, "quickly" or "roughly") and the wrong intermediate value. `MARKER_NOISE` of the correct steps use
-  the error phrase too and as many erroneous steps use the neutral one, so no single token gives a step away.
+- An erroneous step usually (not always) says so: it carries the hasty phrase shared by all domains ("quickly
+  estimating", "roughly estimating") and the wrong intermediate value; a correct step says "carefully checking".
+  A fraction `marker_noise` (--marker_noise, default 0.05) of the correct steps use the hasty phrase too and as
+  many erroneous steps the careful one, so the phrase alone does not give every step away.
 - Corruption is systematic, like annotators who repeat the policy's typical mistake: on a corrupted question
   the ground truth IS the typical wrong answer. Chains that make the domain's mistake are judged right and
   correct chains wrong, so the MC labels of that error type are inverted on those questions. Exactly
@@ -50,7 +51,7 @@ from .io import write_json, write_jsonl
 from .simulated import POLICY_FORMAT, values
 
 HINT = "Answer with an integer."
-MARKER_NOISE = 0.15  # P(correct step uses the error phrase) = P(erroneous step omits it)
+MARKER_NOISE = 0.05  # P(correct step uses the error phrase) = P(erroneous step omits it)
 WORLD_FORMAT = "dreamprm-cpu-mini-world/1"
 
 
@@ -324,29 +325,24 @@ class Domain:
         return round(1.0 - self.corruption, 6)
 
 
-# Every error phrase carries one of two shared cue words ("quickly", "roughly") and every neutral phrase the
-# cue "carefully", as real erroneous reasoning shares surface cues across subjects (hasty estimates). The PRM can
-# therefore learn one cross-domain feature of an erroneous step; a corrupted domain, whose labels reward its
-# typical mistake, pushes that shared feature the wrong way for every domain, which is what domain reweighting
-# is for. (With wording unique to each domain, a corrupted domain could only mislabel its own question kind,
-# and a converged PRM would fit each domain separately whatever the weights.)
+# Every domain words its steps alike: an erroneous step "quickly/roughly estimating", a correct one "carefully
+# checking", as hasty reasoning shares surface cues across subjects. The PRM therefore learns one cross-domain
+# feature of an erroneous step, and a corrupted domain, whose labels reward its typical mistake, pushes that
+# shared feature the wrong way for every domain: that is what domain reweighting can repair. (With wording
+# unique to each domain, as in the first design, a corrupted domain mostly mislabels its own wording, its clean
+# questions then look useful to the meta set, and the measured weights did not follow quality.)
 # Corruption rates: weights are normalised to average 1, so "below 1" means "worse than the average domain".
 # arithmetic is corrupted at 30%, above the mixture's mean corruption (22.5%); at 15% it was cleaner than the
 # average domain and the bi-level loop rightly kept its weight above 1 (measured: 1.10 at seed 0).
+HASTY = ("quickly estimating", "roughly estimating")
+CAREFUL = ("carefully checking", "carefully checking each detail")
 DOMAINS: tuple[Domain, ...] = (
-    Domain("counting", 0.00, "miscount", 0.20, ("quickly counting", "roughly counting"),
-           ("carefully counting each one", "carefully counting every shape once"), counting),
-    Domain("bars", 0.00, "misread", 0.15, ("quickly reading the bar at a glance", "roughly eyeballing the bar height"),
-           ("carefully reading the bar against the grid lines", "carefully lining the bar top up with the axis"), bars),
-    Domain("wordproblem", 0.00, "dropped term", 0.25, ("quickly skimming the text", "roughly taking the main amounts"),
-           ("carefully using every number in the text", "carefully keeping all the amounts"), wordproblem),
-    Domain("arithmetic", 0.30, "carry slip", 0.20, ("quickly carrying", "roughly adding the columns in my head"),
-           ("carefully carrying every ten", "carefully adding column by column"), arithmetic),
-    Domain("geometry", 0.40, "wrong formula", 0.25, ("quickly using the short formula", "roughly using the shortcut"),
-           ("carefully using the rectangle formula", "carefully applying the full formula"), geometry),
-    Domain("clocks", 0.65, "numeral read as minutes", 0.30,
-           ("quickly reading the numeral as minutes", "roughly reading the minute hand at face value"),
-           ("carefully counting five minutes per numeral", "carefully reading the minute hand by its marks"), clocks),
+    Domain("counting", 0.00, "miscount", 0.20, HASTY, CAREFUL, counting),
+    Domain("bars", 0.00, "misread", 0.15, HASTY, CAREFUL, bars),
+    Domain("wordproblem", 0.00, "dropped term", 0.25, HASTY, CAREFUL, wordproblem),
+    Domain("arithmetic", 0.30, "carry slip", 0.20, HASTY, CAREFUL, arithmetic),
+    Domain("geometry", 0.40, "wrong formula", 0.25, HASTY, CAREFUL, geometry),
+    Domain("clocks", 0.65, "numeral read as minutes", 0.30, HASTY, CAREFUL, clocks),
 )
 BY_NAME = {d.name: d for d in DOMAINS}
 
@@ -390,7 +386,7 @@ def _digits(text: str) -> bool:
 
 
 def build(out: str | Path, seed: int = 0, n_train: int = 60, n_meta: int = 40, n_test: int = 40,
-          root: str | Path = ".") -> dict:
+          root: str | Path = ".", marker_noise: float = MARKER_NOISE) -> dict:
     """Write the world into `out` (see the module docstring); returns the content of world.json.
 
     Image paths in the records are relative to `root` (the stage scripts' --path) when `out` is inside it,
@@ -465,9 +461,9 @@ def build(out: str | Path, seed: int = 0, n_train: int = 60, n_meta: int = 40, n
         "about": "SIMULATED policy of the CPU mini world (dreamprm/simulated.py, --backend simulated): not a "
                  "model. Steps 2-4 each err with the question's step_error_rate (x temperature); an error puts "
                  "the chain on the 'wrong' claims and ends it at 'wrong' = truth + offset.",
-        "seed": seed, "marker_noise": MARKER_NOISE, "kinds": tables, "questions": policy_questions})
+        "seed": seed, "marker_noise": marker_noise, "kinds": tables, "questions": policy_questions})
     world = {"format": WORLD_FORMAT, "seed": seed, "n_train": n_train, "n_meta": n_meta, "n_test": n_test,
-             "policy": "policy.json", "marker_noise": MARKER_NOISE,
+             "policy": "policy.json", "marker_noise": marker_noise,
              "about": "CPU mini world: known domain quality by construction; a SIMULATED policy (policy.json)",
              "domains": rows}
     write_json(out / "world.json", world)
@@ -482,12 +478,15 @@ class WorldArgs(StageArgs):
     n_train: int = field(default=60, metadata={"help": "questions per train domain"})
     n_meta: int = field(default=40, metadata={"help": "questions of the meta domain"})
     n_test: int = field(default=40, metadata={"help": "questions per test benchmark"})
+    marker_noise: float = field(default=MARKER_NOISE, metadata={
+        "help": "P(a correct step uses the error phrase) = P(an erroneous step omits it)"})
 
 
 def main(argv=None) -> dict:
     cfg = parse_args(WorldArgs, argv)
     out = cfg.resolve(cfg.out)
-    world = build(out, cfg.seed, cfg.n_train, cfg.n_meta, cfg.n_test, root=cfg.resolve("."))
+    world = build(out, cfg.seed, cfg.n_train, cfg.n_meta, cfg.n_test, root=cfg.resolve("."),
+                  marker_noise=cfg.marker_noise)
     print(f"CPU mini world (seed {cfg.seed}) -> {out}; SIMULATED policy file {out / 'policy.json'}")
     print(f"  {'domain':<12} {'role':<5} {'quality':>7} {'corrupted':>9} {'step err':>8}  error type")
     for r in world["domains"]:
