@@ -14,21 +14,23 @@ writes, seeded and byte-identical on a rerun:
 
 Everything is known by construction, so the pipeline's results can be explained:
 
-- Every domain has ONE typical mistake (its error type) that the SIMULATED policy makes at each of steps 2-4
-  with the domain's step-error rate. A chain with any error ends at the question's typical wrong answer
-  (truth + the error offset, fixed per question); an error-free chain ends at the truth.
+- Every question kind (one per train domain) has ONE typical mistake (its error type) that the SIMULATED policy
+  makes at each of steps 2-4 with the kind's step-error rate. A chain with any error ends at the question's
+  typical wrong answer (truth + the error offset, fixed per question); an error-free chain ends at the truth.
+- A train domain is a data source: half its questions are its own kind, the other half spread evenly over all
+  six kinds (`own_share`; the text-only domain, wordproblem, is all its own kind).
 - An erroneous step usually (not always) says so: it carries the hasty phrase shared by all domains ("quickly
   estimating", "roughly estimating") and the wrong intermediate value; a correct step says "carefully checking".
   A fraction `marker_noise` (--marker_noise, default 0.05) of the correct steps use the hasty phrase too and as
   many erroneous steps the careful one, so the phrase alone does not give every step away.
 - Corruption is systematic, like annotators who repeat the policy's typical mistake: on a corrupted question
-  the ground truth IS the typical wrong answer. Chains that make the domain's mistake are judged right and
+  the ground truth IS the typical wrong answer. Chains that make the kind's mistake are judged right and
   correct chains wrong, so the MC labels of that error type are inverted on those questions. Exactly
   round(rate * n) questions of a domain are corrupted. Quality = 1 - corruption rate.
-- The meta domain and the test benchmarks are clean and mix the questions (and so the error types) of every
-  train domain, as MMMU mixes subjects.
+- The meta domain and the test benchmarks are clean and mix the question kinds (and so the error types), as
+  MMMU mixes subjects.
 
-A domain is one row of `DOMAINS` (train) or `HELD_OUT` (meta, test) plus, for a train domain, one question
+A domain is one row of `DOMAINS` (train) or `HELD_OUT` (meta, test) plus, for a train domain, its kind's question
 function (draws the numbers, words the question and the step claims) and one render function (draws the
 image). Image paths in the records are relative to --path (the stage scripts resolve them against it).
 """
@@ -318,6 +320,7 @@ class Domain:
     error_phrases: tuple[str, ...]  # an erroneous step's wording (no digits: values are parsed from steps)
     neutral_phrases: tuple[str, ...]  # a correct step's wording; the first is the greedy one
     question: Callable[[np.random.Generator], Question]
+    own_share: float = 0.5  # share of the domain's questions of its own kind; the rest spread over all kinds
     role: str = "train"
 
     @property
@@ -331,6 +334,12 @@ class Domain:
 # shared feature the wrong way for every domain: that is what domain reweighting can repair. (With wording
 # unique to each domain, as in the first design, a corrupted domain mostly mislabels its own wording, its clean
 # questions then look useful to the meta set, and the measured weights did not follow quality.)
+# A domain is a data source: half its questions are its own kind, the other half spread evenly over all six
+# kinds, as MMPR's sources overlap in skills (the text-only domain keeps to its own kind). When every question of
+# a corrupted domain was its own kind, the damage it did stayed on that kind and its own clean questions were the
+# only ones repairing it, so they looked especially useful to the meta set (measured with
+# benchmarks/world_alignment.py: clean questions of corrupted domains aligned 3-10x more than a clean domain's);
+# with overlapping kinds a domain's weight can only reflect its quality.
 # Corruption rates: weights are normalised to average 1, so "below 1" means "worse than the average domain".
 # arithmetic is corrupted at 30%, above the mixture's mean corruption (22.5%); at 15% it was cleaner than the
 # average domain and the bi-level loop rightly kept its weight above 1 (measured: 1.10 at seed 0).
@@ -339,7 +348,7 @@ CAREFUL = ("carefully checking", "carefully checking each detail")
 DOMAINS: tuple[Domain, ...] = (
     Domain("counting", 0.00, "miscount", 0.20, HASTY, CAREFUL, counting),
     Domain("bars", 0.00, "misread", 0.15, HASTY, CAREFUL, bars),
-    Domain("wordproblem", 0.00, "dropped term", 0.25, HASTY, CAREFUL, wordproblem),
+    Domain("wordproblem", 0.00, "dropped term", 0.25, HASTY, CAREFUL, wordproblem, own_share=1.0),  # text only
     Domain("arithmetic", 0.30, "carry slip", 0.20, HASTY, CAREFUL, arithmetic),
     Domain("geometry", 0.40, "wrong formula", 0.25, HASTY, CAREFUL, geometry),
     Domain("clocks", 0.65, "numeral read as minutes", 0.30, HASTY, CAREFUL, clocks),
@@ -373,6 +382,12 @@ def apportion(weights: dict[str, float], n: int) -> dict[str, int]:
     for k in sorted(exact, key=lambda k: -(exact[k] - counts[k]))[: n - sum(counts.values())]:
         counts[k] += 1
     return counts
+
+
+def draw(rng: np.random.Generator, counts: dict[str, int]) -> list[tuple[str, Question]]:
+    """counts[kind] questions of each kind, in a seeded random order."""
+    kinds = [k for k in counts for _ in range(counts[k])]
+    return [(k, BY_NAME[k].question(rng)) for k in (kinds[int(i)] for i in rng.permutation(len(kinds)))]
 
 
 def _png(im: Image.Image) -> bytes:
@@ -436,21 +451,21 @@ def build(out: str | Path, seed: int = 0, n_train: int = 60, n_meta: int = 40, n
 
     for d in DOMAINS:
         rng = np.random.default_rng(stable_seed("world", seed, d.name))
-        drawn = [(d.name, d.question(rng)) for _ in range(n_train)]
+        mix = {k.name: (1 - d.own_share) / len(DOMAINS) + d.own_share * (k is d) for k in DOMAINS}
+        counts = apportion(mix, n_train)
+        drawn = draw(rng, counts)
         n_bad = round(d.corruption * n_train)
         pick = np.random.default_rng(stable_seed("corrupt", seed, d.name)).permutation(n_train)[:n_bad]
         records = write_domain(d.name, drawn, {int(i) for i in pick})
         train_records += records
         rows.append({"name": d.name, "role": d.role, "quality": d.quality, "corruption_rate": d.corruption,
                      "error_type": d.error_type, "step_error_rate": d.step_error_rate,
-                     "questions": n_train, "corrupted": n_bad, "file": f"data/{d.name}.jsonl"})
+                     "questions": n_train, "corrupted": n_bad, "mix": counts, "file": f"data/{d.name}.jsonl"})
     for h in HELD_OUT:
         n = n_meta if h.role == "meta" else n_test
         rng = np.random.default_rng(stable_seed("world", seed, h.name))
         counts = apportion(h.mix, n)
-        kinds = [k for k in counts for _ in range(counts[k])]
-        kinds = [kinds[int(i)] for i in rng.permutation(len(kinds))]
-        write_domain(h.name, [(k, BY_NAME[k].question(rng)) for k in kinds], set())
+        write_domain(h.name, draw(rng, counts), set())
         rows.append({"name": h.name, "role": h.role, "quality": 1.0, "corruption_rate": 0.0,
                      "error_type": "mixed", "step_error_rate": None, "questions": n, "corrupted": 0,
                      "mix": counts, "file": f"data/{h.name}.jsonl"})
