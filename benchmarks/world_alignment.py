@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 from dreamprm.aggregation import aggregate  # noqa: E402
 from dreamprm.prm import PRM  # noqa: E402
 from dreamprm.samples import load_meta, load_train  # noqa: E402
-from dreamprm.io import read_records  # noqa: E402
 
 
 def per_sample_grads(prm: PRM, losses) -> torch.Tensor:
@@ -77,9 +76,7 @@ def main(argv=None):
     world = json.loads((run / "world/world.json").read_text())
     quality = {r["name"]: r["quality"] for r in world["domains"] if r["role"] == "train"}
     policy = json.loads((run / "world/policy.json").read_text())["questions"]
-    # load_train keeps one sample per response in first-seen order of its records (stepwise format)
-    ids = list(dict.fromkeys((r["id"], r["input"]) for r in read_records(run / "mc/train.jsonl")))
-    corrupted = np.array([policy[i]["corrupted"] for i, _ in ids]) if len(ids) == len(G) else None
+    corrupted = np.array([policy[i]["corrupted"] for i in train.ids])
     names = sorted(set(train.domains))
     dom = np.array([names.index(d) for d in train.domains])
     full = A.mean(1)
@@ -87,7 +84,7 @@ def main(argv=None):
     print(f"{'domain':<12} {'quality':>7} {'alignment':>10}   clean (sd, n)                corrupted (sd, n)")
     for k, n in enumerate(names):
         parts = []
-        for sel in ((dom == k) & ~corrupted, (dom == k) & corrupted) if corrupted is not None else ((dom == k),):
+        for sel in ((dom == k) & ~corrupted, (dom == k) & corrupted):
             parts.append(f"{full[sel].mean():+.2e} ({full[sel].std():.1e}, {sel.sum():>3})" if sel.any() else "—")
         row = "   ".join(f"{p:<26}" for p in parts)
         print(f"{n:<12} {quality[n]:>7.2f} {full[dom == k].mean():>+10.2e}   {row}")

@@ -6,7 +6,7 @@ training (lower and upper level) and best-of-N scoring cannot drift apart.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .domains import canonical
@@ -51,6 +51,7 @@ class TrainData:
     labels: list[list[float]]  # MC accuracy per prefix
     domains: list[str]  # domain of each sample
     skipped: dict
+    ids: list = field(default_factory=list)  # question id of each sample (the records' `id`)
 
 
 def load_train(path: Path, root: Path, fmt: str) -> TrainData:
@@ -73,8 +74,8 @@ def load_train(path: Path, root: Path, fmt: str) -> TrainData:
             continue
         # Nodes of one response share question and image; stepwise scores them in one pass.
         key = (r.get("id", i), r["input"], str(img)) if fmt == "stepwise" else i
-        groups[key].append((str(r["add"]), float(acc), canonical(str(r["dataset"])), img))
-    samples, labels, domains = [], [], []
+        groups[key].append((str(r["add"]), float(acc), canonical(str(r["dataset"])), img, r.get("id", i)))
+    samples, labels, domains, ids = [], [], [], []
     for key, nodes in groups.items():
         nodes.sort(key=lambda n: len(n[0]))
         question = key[1] if fmt == "stepwise" else records[key]["input"]
@@ -86,9 +87,10 @@ def load_train(path: Path, root: Path, fmt: str) -> TrainData:
             samples.append(Sample(part[0][3], question, [n[0] for n in part]))
             labels.append([n[1] for n in part])
             domains.append(part[0][2])
+            ids.append(part[0][4])
     if not samples:
         raise DataError(f"{path}: no usable train record ({dict(skipped)})")
-    return TrainData(samples, labels, domains, dict(skipped))
+    return TrainData(samples, labels, domains, dict(skipped), ids)
 
 
 @dataclass

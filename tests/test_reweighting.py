@@ -218,3 +218,18 @@ def test_with_frozen_weights_the_bilevel_run_trains_the_prm_exactly_like_the_bas
         assert set(r.weights.as_dict().values()) == {1.0}
         runs.append(torch.cat([p.detach().flatten() for p in r.prm.parameters()]))
     assert float((runs[0] - runs[1]).norm() / runs[1].norm()) < 1e-5
+
+
+@pytest.mark.parametrize("fmt", ["paper", "stepwise"])
+def test_train_samples_keep_their_question_ids(tmp_path, fmt):
+    from dreamprm.io import read_records
+    from dreamprm.samples import load_train
+
+    write_problem(tmp_path, per_domain=2)
+    td = load_train(tmp_path / "train.jsonl", tmp_path, fmt)
+    records = read_records(tmp_path / "train.jsonl")
+    # paper: a sample per node; stepwise: a sample per response (3 domains x 2 responses)
+    assert len(td.samples) == len(td.ids) == (len(records) if fmt == "paper" else 6)
+    by_id = {r["id"]: r["dataset"] for r in records}
+    assert all(by_id[i] == d for i, d in zip(td.ids, td.domains))
+    assert set(td.ids) == set(by_id)
