@@ -1,0 +1,45 @@
+"""Export MC step labels as InternVL chat conversations in VisualPRM400K's layout, one row per response
+(over `dreamprm.export.to_conversations`): a system turn, then one human turn per step (the first also holds
+`<image>` and the question) each answered by a gpt turn `+` or `-` (`accuracy > --threshold`).
+
+Read by InternVL's finetune script (`internvl_chat_finetune.py`, JSONL annotation) and DreamPRM-1.5's
+trainers (a JSON array: give --out a .json name).
+
+    python MC/export_conversations.py --path . [--nodes runs/mc/estimate.jsonl] [--out runs/mc/conversations.jsonl]
+"""
+from dataclasses import dataclass, field
+
+from dreamprm.cli import StageArgs, parse_args
+from dreamprm.export import DEFAULT_THRESHOLD, to_conversations
+from dreamprm.io import read_records, write_json, write_jsonl
+from dreamprm.mc import NODE_FIELDS
+
+
+@dataclass
+class ConversationArgs(StageArgs):
+    """Write labelled nodes as InternVL / VisualPRM conversations (extra keys: question_id, sample, domain)."""
+    nodes: str = field(default="runs/mc/estimate.jsonl", metadata={
+        "help": "labelled nodes; all nodes of a response are needed, so prefer estimate output over train data"})
+    out: str = field(default="runs/mc/conversations.jsonl", metadata={
+        "help": "conversation rows: JSONL (InternVL), or a JSON array when the name ends in .json (DreamPRM-1.5)"})
+    threshold: float = field(default=DEFAULT_THRESHOLD, metadata={
+        "help": "'+' when accuracy > threshold. 0.5: most rollouts from the step reached the right answer; "
+                "0: some rollout did (VisualPRM400K's mc_threshold, Math-Shepherd's hard estimate)"})
+
+
+def main(argv=None):
+    cfg = parse_args(ConversationArgs, argv)
+    out = cfg.output(cfg.out)
+    src = cfg.resolve(cfg.nodes)
+    rows, skipped = to_conversations(read_records(src, required=NODE_FIELDS), cfg.threshold, where=str(src))
+    (write_json if out.suffix == ".json" else write_jsonl)(out, rows)
+    for why, k in skipped.items():
+        print(f"  {k} {why}")
+    marks = [t["value"] for r in rows for t in r["conversations"] if t["from"] == "gpt"]
+    print(f"wrote {out}: {len(rows)} responses, {len(marks)} labelled steps "
+          f"({marks.count('+')} '+', {marks.count('-')} '-', '+' when accuracy > {cfg.threshold})")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
