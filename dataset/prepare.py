@@ -14,16 +14,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset.sources import mathvision, mathvista, mmmu, mmpr, mmstar, mmvet, wemath  # noqa: E402
+from dataset.sources import mathvision, mathvista, mmmu, mmmu_pro, mmpr, mmstar, mmvet, wemath  # noqa: E402
 from dreamprm.cli import StageArgs, parse_args  # noqa: E402
 from dreamprm.data import Skip, SourceWriter  # noqa: E402
 
-SOURCES = {m.NAME: m for m in (mmpr, mmmu, mathvista, wemath, mathvision, mmvet, mmstar)}
+SOURCES = {m.NAME: m for m in (mmpr, mmmu_pro, mmmu, mathvista, wemath, mathvision, mmvet, mmstar)}
 
 
 @dataclass
 class PrepareConfig(StageArgs):
-    """Prepare the training domains (MMPR), the meta set source (MMMU) and the five benchmarks."""
+    """Prepare the training domains (MMPR), the meta set sources (MMMU-Pro, the default; MMMU validation) and
+    the five benchmarks."""
     out: str = field(default="data", metadata={"help": "output folder: <out>/<source>.jsonl, <out>/images/<source>/"})
     sources: list[str] = field(default_factory=lambda: list(SOURCES),
                                metadata={"help": "sources to prepare", "choices": list(SOURCES)})
@@ -33,6 +34,8 @@ class PrepareConfig(StageArgs):
                 "is allowed when one source is chosen"})
     n_per_domain: int = field(default=1000, metadata={"help": "questions sampled per MMPR domain"})
     mmpr_repo: str = field(default=mmpr.HUB_ID, metadata={"help": "hub id of MMPR"})
+    mmvet_repo: str = field(default=mmvet.HUB_ID, metadata={
+        "help": "hub id of MM-Vet: lmms-lab/MMVet, or whyu/mm-vet (the one the paper's code read)"})
     cache_dir: str | None = field(default=None,
                                   metadata={"help": "datasets / hub cache folder; unset: HF's usual cache"})
 
@@ -68,7 +71,8 @@ def main(argv=None) -> int:
     local = local_paths(cfg)
     failed = []
     for name in dict.fromkeys(cfg.sources):
-        where = ", ".join(map(str, local[name])) if name in local else f"hub {SOURCES[name].HUB_ID}"
+        hub_id = getattr(cfg, f"{name}_repo", SOURCES[name].HUB_ID)
+        where = ", ".join(map(str, local[name])) if name in local else f"hub {hub_id}"
         print(f"[{name}] reading {where}", flush=True)
         try:
             print(f"[{name}] {prepare(name, cfg, local.get(name))}", flush=True)

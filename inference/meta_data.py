@@ -1,6 +1,7 @@
-"""Stage 6: the meta set for the upper level, from several MMMU responses per question (the paper's rule).
+"""Stage 6: the meta set for the upper level, from several responses per meta question (the paper's rule).
 
-    python inference/meta_data.py --path . [--responses runs/rollouts/mmmu.jsonl] [--out runs/meta/meta.jsonl]
+    python inference/meta_data.py --path . [--out runs/meta/meta.jsonl]              # MMMU-Pro (the default)
+    python inference/meta_data.py --path . --responses runs/rollouts/mmmu.jsonl      # MMMU validation instead
 """
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ class MetaArgs(StageArgs):
     """Meta records {id, sample, true_false, input = question + blank line + response, image_path}: one right and
     one wrong response where a question's responses disagree, plus up to 122 always-right and 122
     always-wrong questions."""
-    responses: str = field(default="runs/rollouts/mmmu.jsonl", metadata={
-        "help": "policy records with several responses per question (inference/mmmu.py)"})
+    responses: str = field(default="runs/rollouts/mmmu_pro.jsonl", metadata={
+        "help": "policy records with several responses per question: inference/mmmu_pro.py (MMMU-Pro, the "
+                "source the paper's code used) or runs/rollouts/mmmu.jsonl (inference/mmmu.py, MMMU validation)"})
     out: str = field(default="runs/meta/meta.jsonl", metadata={"help": "meta records (JSONL)"})
     per_kind: int = field(default=122, metadata={"help": "at most this many always-right and always-wrong questions"})
     require_steps: bool = field(default=True, metadata={

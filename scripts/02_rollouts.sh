@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage 2: policy rollouts for one dataset (inference/<dataset>.py), e.g.
 #   bash scripts/02_rollouts.sh --path . --gpu 0 mathvista [--shard 0/4] [--resume] [--backend vllm] ...
-# DATASET is a script name in inference/ (mmpr mathvista wemath mathvision mmvet mmstar mmmu) or one MMPR
+# DATASET is a script name in inference/ (mmpr mathvista wemath mathvision mmvet mmstar mmmu_pro mmmu) or one MMPR
 # domain (e.g. chartqa: runs inference/mmpr.py --domains chartqa). Other options go to the script (--help).
 source "$(dirname "$0")/_common.sh" "$@"
 # ARGS = (--path ROOT [--gpu IDS] DATASET options...): take DATASET out.

@@ -347,3 +347,91 @@ def test_help_lists_the_stage_options():
     assert out.returncode == 0, out.stderr
     for flag in ("--sources", "--local", "--n_per_domain", "--out", "--path", "--seed", "mathvista"):
         assert flag in out.stdout
+
+
+def make_mmmu_pro(d: Path) -> Path:
+    """MMMU/MMMU_Pro "standard (4 options)" test rows: two kept single-image questions ending in <image 1>,
+    three that the released code's rules skip."""
+    n = 5
+    opts = "['WWI', 'WWII', 'Korean War', 'Vietnam War']"
+    return parquet(d / "mmmu_pro/standard (4 options)/test-00000-of-00001.parquet", {
+        "id": ["test_History_1", "test_History_2", "test_Art_1", "test_Art_2", "test_Math_1"],
+        "question": ["Which war is depicted in <image 1>",
+                     "Compare <image 1> and <image 2>",  # a second image
+                     "<image 1> Which style is shown in <image 1>",  # starts with the image
+                     "What does <image 1> show?",  # does not end with it
+                     "The graph of f is shown. What is f'(0)? <image 1>"],
+        "options": [opts, opts, "['Baroque', 'Rococo', 'Gothic', 'Cubism']", "['a', 'b', 'c', 'd']",
+                    "['0', '1', '-1', '2']"],
+        "explanation": [""] * n,
+        "image_1": [hf(img()), hf(img()), hf(img()), hf(img()), hf(img("JPEG"))],
+        "image_2": [None, hf(img()), None, None, None],
+        **{f"image_{k}": [None] * n for k in range(3, 8)},
+        "img_type": ["['Photographs']"] * n, "answer": ["B", "A", "C", "D", "A"],
+        "topic_difficulty": ["Medium"] * n, "subject": ["History", "History", "Art", "Art", "Math"],
+    }, image_cols=[f"image_{k}" for k in range(1, 8)])
+
+
+def test_mmmu_pro_follows_the_released_rules_and_feeds_rollouts_and_meta_data(tmp_path, capsys):
+    from conftest import load_script
+    from dreamprm.backends import Backend
+    from dreamprm.cli import parse_args
+
+    src = make_mmmu_pro(tmp_path / "src")
+    assert run(tmp_path, {"mmmu_pro": src.parent}) == 0
+    log = capsys.readouterr().out
+    assert "[mmmu_pro] wrote 2 records" in log
+    assert ("skipped 3: question does not end with <image 1> 1, question starts with <image 1> 1, "
+            "several images 1") in log
+    recs = {r["id"]: r for r in read_records(tmp_path / "data/mmmu_pro.jsonl", required=REQUIRED)}
+    assert list(recs) == ["test_History_1", "test_Math_1"]
+    h, m = recs["test_History_1"], recs["test_Math_1"]
+    assert h["input"] == "Question: Which war is depicted in \nOptions: (A) WWI (B) WWII (C) Korean War (D) Vietnam War"
+    assert m["input"] == "Question: The graph of f is shown. What is f'(0)? \nOptions: (A) 0 (B) 1 (C) -1 (D) 2"
+    assert (h["ground_truth"], h["type"], h["dataset"], h["subject"]) == ("B", "multi_choice", "MMMU-Pro", "History")
+    assert h["options"] == ["WWI", "WWII", "Korean War", "Vietnam War"] and "image_paths" not in h
+    assert h["image_path"] == "data/images/mmmu_pro/test_History_1.png" and m["image_path"].endswith(".jpg")
+    assert (tmp_path / h["image_path"]).read_bytes() == img()  # saved byte for byte
+
+    class AlwaysB(Backend):
+        def __init__(self):
+            self.prompts = []
+
+        def generate(self, requests, n, temperature, max_new_tokens):
+            self.prompts += [r.text for r in requests]
+            return [["Step 1: Look at the picture.\nStep 2: Decide.\n\nFinal answer: B"] * n for _ in requests]
+
+    mod = load_script("inference/mmmu_pro.py")
+    cfg = parse_args(mod.MMMUProArgs, ["--path", str(tmp_path), "--policy", "unused", "--judge", "none",
+                                       "--gpu", "cpu"])
+    backend = AlwaysB()
+    assert cfg.n == 4 and mod.run(cfg, mod.make_prompt, mod.make_input, backend=backend)["records"] == 8
+    assert h["input"] in backend.prompts[0] and backend.prompts[0].count("(A) WWI") == 1  # the original's text
+    rolled = read_records(tmp_path / "runs/rollouts/mmmu_pro.jsonl")
+    assert [(r["id"], r["true_false"], r["judged_by"]) for r in rolled[::4]] == [
+        ("test_History_1", True, "rule"), ("test_Math_1", False, "rule")]
+    assert rolled[0]["input"] == h["input"]
+    # meta_data.py reads these rollouts by default: one always-right and one always-wrong question.
+    meta, stats = load_script("inference/meta_data.py").main(["--path", str(tmp_path)])
+    assert [(r["id"], r["true_false"]) for r in meta] in ([("test_History_1", True), ("test_Math_1", False)],
+                                                           [("test_Math_1", False), ("test_History_1", True)])
+    assert all(r["input"].startswith("Question: ") and "\n\nStep 1:" in r["input"] for r in meta)
+
+
+def test_mmmu_pro_and_whyu_mmvet_hub_ids(tmp_path, monkeypatch):
+    """Without network: MMMU-Pro's config and split, and --mmvet_repo whyu/mm-vet (its id column is `id`)."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None, cache_dir=None):
+        calls.append((path, name, split))
+        row = {"id": "v1_7" if "vet" in path else "test_Art_3", "question": "Who painted <image 1>",
+               "options": "['x', 'y']", "answer": "A", "image_1": hf(img()), "image_2": None, "image": hf(img())}
+        return datasets.Dataset.from_dict({k: [v] for k, v in row.items()})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert prepare.main(["--path", str(tmp_path), "--sources", "mmmu_pro", "mmvet", "--mmvet_repo", "whyu/mm-vet"]) == 0
+    assert calls == [("MMMU/MMMU_Pro", "standard (4 options)", "test"), ("whyu/mm-vet", None, "test")]
+    assert read_records(tmp_path / "data/mmmu_pro.jsonl")[0]["input"] == "Question: Who painted \nOptions: (A) x (B) y"
+    assert read_records(tmp_path / "data/mmvet.jsonl")[0]["id"] == "v1_7"
