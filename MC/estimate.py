@@ -28,12 +28,23 @@ class EstimateArgs(GenerationArgs):
     rule: str = field(default="paper", metadata={
         "help": f"expansion rule: {', '.join(RULES)} (paper: continue while 0 < accuracy < 1 or times < min)"})
     pool: int = field(default=64, metadata={"help": "unfinished nodes in flight; their rollouts share backend calls"})
+    min_completion_chars: int = field(default=30, metadata={
+        "help": "a completion of this many characters or fewer is discarded and redrawn, except at a "
+                "response's last step (the original's rule); 0 turns it off"})
+    max_redraws: int = field(default=4, metadata={
+        "help": "redraws per rollout of a too-short completion; the draw after the last one counts"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N nodes (smoke runs)"})
 
 
 def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
+    cfg.use_prompts()
     i, n = shards.parse_shard(cfg.shard)
-    tree = read_records(cfg.resolve(cfg.tree), required=NODE_FIELDS)[: cfg.limit]
+    tree = read_records(cfg.resolve(cfg.tree), required=NODE_FIELDS)
+    last_sid: dict[tuple, int] = {}  # from the whole tree: a shard or --limit may cut a response
+    for x in tree:
+        key = (x["id"], x.get("sample", 0))
+        last_sid[key] = max(last_sid.get(key, 0), x["sid"])
+    tree = tree[: cfg.limit]
     position = {node_key(x): k for k, x in enumerate(tree)}
     nodes = shards.select(tree, i, n)
     ok = {id(x): not x.get("image_path") or cfg.resolve(x["image_path"]).is_file() for x in nodes}
@@ -43,7 +54,7 @@ def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
         nodes = [x for x in nodes if ok[id(x)]]
     out = shards.shard_path(cfg.resolve(cfg.out), i, n)
     settings = MCSettings(cfg.min_rollouts, cfg.max_rollouts, cfg.rule, cfg.temperature, cfg.max_new_tokens,
-                          cfg.seed, cfg.pool)
+                          cfg.seed, cfg.pool, cfg.min_completion_chars, cfg.max_redraws)
     settings.check()
     with AppendWriter(out, key=node_key, resume=cfg.resume) as writer:
         shards.done_marker(out).unlink(missing_ok=True)  # unfinished until finalize() says otherwise
@@ -53,7 +64,8 @@ def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
         if todo:
             backend = backend or cfg.make_backend()
             judge = judge or cfg.make_judge()
-        stats = estimate(nodes, backend, judge, writer, settings, resolve_image=cfg.resolve, progress=progress)
+        stats = estimate(nodes, backend, judge, writer, settings, resolve_image=cfg.resolve, progress=progress,
+                         last_sid=last_sid)
     total = shards.finalize(out, lambda x: position.get(node_key(x), len(position)))
 
     done = read_records(out) if total else []
@@ -62,6 +74,10 @@ def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
         by_domain[canonical(str(x["dataset"]))].append(x["accuracy"])
     print(f"expanded {stats['nodes']} nodes with {stats['completions']} completions "
           f"({stats['resumed']} resumed, {len(missing)} skipped for a missing image)")
+    if cfg.min_completion_chars:
+        print(f"  short completions (<= {cfg.min_completion_chars} characters, not at a last step): "
+              f"{stats['discarded']} discarded and redrawn, {stats['short_counted']} counted "
+              f"(after {cfg.max_redraws} redraws, or greedy decoding)")
     for d, accs in sorted(by_domain.items()):
         print(f"  {d}: {len(accs)} nodes, mean accuracy {sum(accs) / len(accs):.3f}")
     print(f"  label histogram: {dict(sorted(histogram([x['accuracy'] for x in done]).items()))}")

@@ -74,8 +74,9 @@ def main() -> None:
         nodes = make_nodes(tmp)
         backend = TransformersBackend(str(policy), "cpu", "fp32", batch_size=args.batch_size)
         # "fixed" with min 1 + 4: exactly 4 new completions per node, the whole pool in one call.
+        # min_completion_chars 0: redraws of short completions would make the two runs' call counts differ
         s = MCSettings(min_rollouts=1 + COMPLETIONS, max_rollouts=1 + COMPLETIONS, rule="fixed", temperature=args.temperature,
-                       max_new_tokens=args.max_new_tokens, pool=len(nodes))
+                       max_new_tokens=args.max_new_tokens, pool=len(nodes), min_completion_chars=0)
         warm = Recorder(backend)
         with AppendWriter(tmp / "warm.jsonl", key=node_key) as w:  # warm-up: first-call costs, not measured
             estimate(nodes[:2], warm, Judge(None), w, s, progress=False)

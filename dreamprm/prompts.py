@@ -1,66 +1,99 @@
-"""The prompts of the method (SPEC stage 2 and the judge of stage 4), each defined once.
+"""The prompts of the method (SPEC stage 2 and the judge of stage 4): three text templates, each replaceable.
 
 `structured_prompt` asks the policy for the five-step chain of thought ending in `Final answer: ...`;
 `completion_prompt` gives it a partial chain (a tree node's step prefix) to continue, which is how MC
 estimation rolls a prefix out; `judge_prompt` asks a text-only LLM whether a candidate answer matches the
 ground truth. The image is not part of these strings: the chat template of the model inserts it.
+
+The texts are files, `dreamprm/templates/{structured,completion,judge}.txt`, written in our own words with
+the structure and rules of the authors' released prompts (coder-qicao/DreamPRM 515682f). `--prompts_dir DIR`
+(every sampling stage) makes the files found in DIR replace them, so the exact original text can be dropped
+in. Placeholders, the only text that is substituted:
+
+    structured.txt  {question}                              the question text (`question_text`)
+    completion.txt  {question} {prefix}                     the node's question text, its step prefix as is
+    judge.txt       {question} {ground_truth} {candidate}
+
+Every placeholder of a template must appear in it and no other `{name}` may; `{{name}}` writes a literal
+`{name}`; any other brace is plain text (LaTeX is safe). One trailing newline of a file is dropped (editors
+add it). Hint and options are not placeholders: `question_text` folds them into {question} (question,
+lettered options, hint), which puts the hint after the question as the original does.
 """
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+from .io import DataError
+
+SHIPPED = Path(__file__).parent / "templates"
+PLACEHOLDERS = {"structured": ("question",), "completion": ("question", "prefix"),
+                "judge": ("question", "ground_truth", "candidate")}
+
+# The step titles and bullets the shipped templates spell out (the SIMULATED policy writes these headers).
 STEPS = (
-    ("Restate the question.",
-     "Clearly rephrase or clarify the question in your own words."),
-    ("Gather evidence from the image.",
-     "Describe any relevant visual details (e.g., objects, people, locations, interactions) that might "
-     "address the question."),
-    ("Identify any background knowledge needed.",
-     "Note any general facts, assumptions, or external knowledge that is necessary to address the question."),
-    ("Reason with the current evidence.",
-     "Integrate the information from the image, text, and relevant background knowledge, and show how these "
-     "pieces of evidence lead toward an answer."),
-    ("Summarize and conclude with all the information.",
-     "Provide a concise, direct answer to the question, referencing the supporting evidence and reasoning."),
+    ("Restate what is asked.",
+     ("Say in your own words what the question wants to know, making it clearer where needed.",)),
+    ("Collect the evidence in the image.",
+     ("Describe the visual details that bear on the question, such as objects, people, places or how they "
+      "interact.",)),
+    ("Note the background knowledge required.",
+     ("Write down the general facts, assumptions or outside knowledge the question depends on.",)),
+    ("Reason from the evidence.",
+     ("Combine what the image, the text and the background knowledge tell you.",
+      "Explain how these pieces together lead toward an answer.")),
+    ("Sum up and conclude.",
+     ("Give a short, direct answer to the question and point to the evidence and reasoning behind it.",)),
 )
-STEP_GUIDE = "\n\n".join(f"Step {i}: {title}\n   - {how}" for i, (title, how) in enumerate(STEPS, 1))
 
-EXAMPLE_QUESTION = """\
-We have an image showing a person wearing a white lab coat standing in front of a microscope on a lab bench.
-The text states: "Dr. Park is a research scientist who works with microscopes and chemicals to study microorganisms."
-Which of the following statements is most likely true about Dr. Park?
-(A) Dr. Park is a chef who specializes in baking.
-(B) Dr. Park is a scientist who probably conducts experiments.
-(C) Dr. Park is a construction worker.
-(D) Dr. Park is an airline pilot."""
+_FIELD = re.compile(r"\{\{([A-Za-z_]\w*)\}\}|\{([A-Za-z_]\w*)\}")  # {{name}} literal, {name} placeholder
+_active: dict[str, str] = {}  # prompt name -> template text, set by load_templates
 
-EXAMPLE_STEPS = (
-    "Step 1: Restate the question.\n"
-    "   - The question asks which of the four statements is most likely true about Dr. Park, given the image "
-    "and the text.",
-    "Step 2: Gather evidence from the image.\n"
-    "   - The image shows a person in a white lab coat in front of a microscope on a lab bench.\n"
-    "   - The setting is a laboratory.",
-    "Step 3: Identify any background knowledge needed.\n"
-    "   - Someone in a lab coat using a microscope is usually doing scientific work.\n"
-    "   - The text calls Dr. Park a research scientist who studies microorganisms.",
-    "Step 4: Reason with the current evidence.\n"
-    "   - The text and the laboratory setting agree that Dr. Park is a scientist, not a chef, a construction "
-    "worker or a pilot.",
-    "Step 5: Summarize and conclude with all the information.\n"
-    "   - From the lab coat, the microscope and the text, the statement most likely true is B.",
-)
-EXAMPLE_ANSWER = "Final answer: B"
 
-_HEADER = (
-    "You have been given a question that involves both an image and a text.\n"
-    "Your task is to {task} by following exactly five steps:\n\n"
-    f"{STEP_GUIDE}\n\n"
-    "Once you have completed your reasoning, provide your final answer in the format:\n\n"
-    "Final answer: ...\n\n"
-)
-_ASK = ("Your task is to answer the question below. Give step by step reasoning before you answer, and when "
-        "you're ready to answer, please use the format \"Final answer: ...\"")
+def read_template(path: Path, name: str) -> str:
+    """A template file, checked: a one-line DataError naming the file on an unknown or missing placeholder."""
+    text = Path(path).read_text(encoding="utf-8").removesuffix("\n")
+    want = PLACEHOLDERS[name]
+    found = {m[2] for m in _FIELD.finditer(text) if m[2]}
+    unknown = sorted(found - set(want))
+    if unknown:
+        raise DataError(f"{path}: unknown placeholder {{{unknown[0]}}} in the {name} prompt (it takes "
+                        f"{', '.join('{' + w + '}' for w in want)}; write {{{{{unknown[0]}}}}} for literal braces)")
+    missing = [w for w in want if w not in found]
+    if missing:
+        raise DataError(f"{path}: the {name} prompt lacks the placeholder {{{missing[0]}}} (it takes "
+                        f"{', '.join('{' + w + '}' for w in want)})")
+    return text
+
+
+def fill(template: str, **values: str) -> str:
+    """Substitute placeholders in one pass, so braces inside the values are never read as placeholders."""
+    return _FIELD.sub(lambda m: "{" + m[1] + "}" if m[1] else values[m[2]], template)
+
+
+def load_templates(directory: str | Path | None = None) -> dict[str, Path]:
+    """Use the templates in `directory` (any of structured.txt, completion.txt, judge.txt; a missing one
+    keeps the shipped default) for every prompt built from now on; None restores the shipped ones.
+    Returns prompt name -> the file in use."""
+    files = {name: SHIPPED / f"{name}.txt" for name in PLACEHOLDERS}
+    if directory is not None:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise DataError(f"{directory}: no such prompts directory")
+        for path in sorted(directory.glob("*.txt")):
+            if path.stem not in PLACEHOLDERS:
+                raise DataError(f"{path}: unknown prompt file (a prompts directory holds "
+                                f"{', '.join(n + '.txt' for n in PLACEHOLDERS)})")
+            files[path.stem] = path
+    _active.clear()
+    _active.update({name: read_template(path, name) for name, path in files.items()})
+    return files
+
+
+def template(name: str) -> str:
+    if not _active:
+        load_templates()
+    return _active[name]
 
 
 def question_text(question: str, hint: str | None = None, options: list[str] | None = None) -> str:
@@ -79,37 +112,22 @@ def _has_lettered_options(question: str, n: int) -> bool:
 
 def structured_prompt(question: str, hint: str | None = None, options: list[str] | None = None) -> str:
     """The one-shot structured-thinking prompt used for every rollout (training, meta and benchmarks)."""
-    example = "\n\n".join(EXAMPLE_STEPS) + "\n\n" + EXAMPLE_ANSWER
-    return (_HEADER.format(task="analyze the question")
-            + f"Example:\n\n{_ASK}\n\nQuestion:\n\n{EXAMPLE_QUESTION}\n\n{example}\n\n"
-            + f"Question:\n\n{question_text(question, hint, options)}")
+    return fill(template("structured"), question=question_text(question, hint, options))
 
 
 def completion_prompt(question: str, prefix: str, hint: str | None = None,
                       options: list[str] | None = None) -> str:
     """Ask the policy to continue a partial chain of thought (a tree node) through to the final answer.
 
+    The prefix goes in as it is, after the question and a blank line, as the original concatenates them.
     The generated text is the continuation only; `prefix + continuation` is the full rollout.
     """
-    shown, rest = "\n\n".join(EXAMPLE_STEPS[:3]), "\n\n".join(EXAMPLE_STEPS[3:])
-    return (_HEADER.format(task="complete the partial reasoning")
-            + f"Example given input:\n\n{_ASK}\n\n{EXAMPLE_QUESTION}\n\n{shown}\n\n"
-            + f"Your response should be:\n\n{rest}\n\n{EXAMPLE_ANSWER}\n\n"
-            + f"Given input:\n\n{question_text(question, hint, options)}\n\n{prefix.rstrip()}")
+    return fill(template("completion"), question=question_text(question, hint, options), prefix=prefix)
 
 
 def judge_prompt(question: str, ground_truth: str, candidate: str) -> str:
     """The LLM judge's prompt: verify a match, never solve the question."""
-    return (
-        "Task: Do not attempt to solve the question. Your only task is to verify whether the candidate answer "
-        "matches the ground truth. The candidate answer may be worded differently: if it indicates the same "
-        "thing (the same option, the same value, the same entity), it is correct. For multiple-choice "
-        "questions, '(D) 7.5' matches the ground truth 'D'.\n"
-        f"Question: {question}\n"
-        f"Ground truth answer: {ground_truth}\n"
-        f"Candidate answer: {candidate}\n\n"
-        "Respond with a single word: 'correct' or 'incorrect'."
-    )
+    return fill(template("judge"), question=question, ground_truth=str(ground_truth), candidate=str(candidate))
 
 
 def parse_judge(reply: str) -> bool | None:

@@ -14,6 +14,8 @@ class MathVisionArgs(RolloutArgs):
     """MathVision test rollouts: N responses per question, each final answer checked."""
     dataset: str = field(default="mathvision", metadata={"help": "dataset name: default input and output file names"})
     n: int = field(default=8, metadata={"help": "responses per question (best-of-N candidates)"})
+    # The released MathVision script allows 2,048 new tokens; every other released script 1,024.
+    max_new_tokens: int = field(default=2048, metadata={"help": "new tokens per response"})
 
 
 def make_input(q: dict) -> str:

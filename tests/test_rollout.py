@@ -138,6 +138,7 @@ def test_every_dataset_script_builds_its_prompt(name):
     cfg_cls = next(v for k, v in vars(mod).items() if k.endswith("Args") and k != "RolloutArgs")
     cfg = parse_args(cfg_cls, [])
     assert cfg.n == {"mmpr": 1, "mmmu": 4}.get(name, 8) and cfg.dataset == name
+    assert cfg.max_new_tokens == (2048 if name == "mathvision" else 1024)  # the released per-benchmark budgets
     assert cfg.questions_path().name == f"{name}.jsonl"
     q = {"id": 1, "input": "Which is larger?", "ground_truth": "B", "options": ["2", "3"], "hint": "Pick one.",
          "image_path": "x.png", "dataset": "geos"}
