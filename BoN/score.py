@@ -2,6 +2,7 @@
 
     python BoN/score.py --path . --prm runs/reweighting/prm --name dreamprm      # -> runs/bon/dreamprm/
     python BoN/score.py --path . --prm runs/vanilla/prm --name vanilla           # the Vanilla PRM row
+    python BoN/score.py --path . --prm runs/orm/prm --name orm --unit response   # the ORM row: one score per candidate
 """
 from dreamprm.bon import ScoreConfig, score_benchmarks
 from dreamprm.cli import parse_args

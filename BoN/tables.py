@@ -1,6 +1,7 @@
 """Stage 8: Table 1 beside the paper's numbers (Markdown, LaTeX), the aggregation ablation, figs/bon_scaling.png.
 
-    python BoN/tables.py --path . [--runs runs/bon] [--main dreamprm] [--vanilla vanilla]
+    python BoN/tables.py --path . [--runs runs/bon] [--main dreamprm] [--vanilla vanilla] [--orm orm]
+                         [--orm_proxy dreamprm|none]    # ORM row: a trained ORM; proxy: an ablation row
 """
 from dreamprm.bon import TablesConfig, write_tables
 from dreamprm.cli import parse_args

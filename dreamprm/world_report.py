@@ -6,8 +6,9 @@ Reads only what the stages wrote under --run:
 
     world/world.json, world/policy.json      the domains' known quality; the SIMULATED policy's right track
     mc/estimate.jsonl                        MC labels per domain, on the right and on the wrong track
-    reweighting/{domain_weights.json, log.jsonl, summary.json}, vanilla/summary.json
-    bon/<name>/results.json                  BoN accuracy per benchmark and method (BoN/pick.py)
+    reweighting/{domain_weights.json, log.jsonl, summary.json}, vanilla/summary.json, orm/summary.json
+    bon/<name>/results.json                  BoN accuracy per benchmark and method (BoN/pick.py; name: dreamprm,
+                                             vanilla, orm = the trained ORM, one score per response)
     bon/<name>/<benchmark>.scores.jsonl, rollouts/<benchmark>.jsonl   the PRMs' step scores, clean vs erroneous
 
 and writes <run>/RESULTS.md (tables and the figures in <run>/figs) and <run>/results.json (every number on the
@@ -25,10 +26,12 @@ from .cli import StageArgs, parse_args
 from .io import read_records, write_json
 from .steps import step_prefixes
 
-METHODS = (("DreamPRM", "dreamprm", "prm"), ("Vanilla PRM", "vanilla", "prm"),
-           ("Self-consistency", "dreamprm", "self_consistency"), ("ORM (DreamPRM's last step)", "dreamprm", "orm"),
-           ("Random pick", "dreamprm", "random"), ("Base model (one sample)", "dreamprm", "base"),
-           ("Oracle (pass@N)", "dreamprm", "oracle"))
+# (label, BoN run, method); the ORM is the trained one (bon/orm, scored per response), the proxy an ablation
+METHODS = (("DreamPRM", "dreamprm", "prm"), ("Vanilla PRM", "vanilla", "prm"), ("ORM", "orm", "orm"),
+           ("ORM proxy: DreamPRM last-step score (ablation)", "dreamprm", "prm:last"),
+           ("Self-consistency", "dreamprm", "self_consistency"), ("Random pick", "dreamprm", "random"),
+           ("Base model (one sample)", "dreamprm", "base"), ("Oracle (pass@N)", "dreamprm", "oracle"))
+RUNS = ("dreamprm", "vanilla", "orm")
 CLAIM_SPEARMAN = 0.8
 
 
@@ -137,7 +140,7 @@ def build_report(run: Path) -> dict:
     corrupted = [r["weight"] for r in have if r["corruption_rate"] > 0]
     max_corrupted = max(corrupted) if corrupted else None
 
-    results = {n: _read_json(run / "bon" / n / "results.json") for n in ("dreamprm", "vanilla")}
+    results = {n: _read_json(run / "bon" / n / "results.json") for n in RUNS}
     bon, n_used = {}, None
     for b in tests:
         bon[b] = {}
@@ -166,6 +169,7 @@ def build_report(run: Path) -> dict:
 
     out = {"run": str(run), "seed": world["seed"], "sizes": {k: world[k] for k in ("n_train", "n_meta", "n_test")},
            "iterations": summary.get("iterations"), "train_samples": summary.get("train_samples"),
+           "orm": {k: (_read_json(run / "orm" / "summary.json") or {}).get(k) for k in ("iterations", "train_samples")},
            "meta_records": summary.get("meta_records"), "domains": rows, "spearman": rho, "spearman_p": p,
            "max_corrupted_weight": max_corrupted, "bon_n": n_used, "bon": bon,
            "claims": {"weights_follow_quality": claim1, "dreamprm_gt_vanilla_gt_random": claim2},
@@ -182,7 +186,11 @@ def render(r: dict, history: list[dict], figs: Path) -> str:
          f"(`{r['run']}`). The policy is SIMULATED (`dreamprm/simulated.py`), the PRM a tiny Qwen2-VL trained from "
          f"scratch. World: {s['n_train']} questions per train domain, {s['n_meta']} meta questions (4 responses "
          f"each), {s['n_test']} questions per test benchmark (8 candidates each). Training: {r['iterations']} "
-         f"iterations on {r['train_samples']} train nodes and {r['meta_records']} meta records.", "",
+         f"iterations on {r['train_samples']} train nodes and {r['meta_records']} meta records."
+         + (f" ORM (an outcome reward model: the same tiny Qwen2-VL and head, trained on whole-response correctness, "
+            f"one sequence per response, every weight 1): {r['orm']['iterations']} iterations on "
+            f"{r['orm']['train_samples']} responses of the same train rollouts." if r["orm"]["iterations"] else ""),
+         "",
          "## Learned domain weights against the known domain quality", "",
          "| domain | quality | corruption | error type | DreamPRM weight | vanilla |", "|---|---|---|---|---|---|"]
     for d in sorted(r["domains"], key=lambda d: -d["quality"]):
@@ -203,8 +211,9 @@ def render(r: dict, history: list[dict], figs: Path) -> str:
                      + " | ".join(_fmt(h["weights"].get(d["name"]), 3) for d in r["domains"]) + " |")
         L.append("")
     L += [f"## Best-of-{r['bon_n']} accuracy (%) on the test benchmarks", "",
-          "From `bon/dreamprm/results.json` and `bon/vanilla/results.json` (BoN/pick.py). Random pick is its "
-          "expectation; the baselines do not depend on the PRM.", "",
+          "From `bon/dreamprm/results.json`, `bon/vanilla/results.json` and `bon/orm/results.json` (BoN/pick.py). "
+          "ORM: the trained ORM's score of each whole candidate; the ORM proxy is DreamPRM's score of the last step "
+          "prefix alone, an ablation. Random pick is its expectation; the baselines do not depend on the PRM.", "",
           "| method | " + " | ".join(r["bon"]) + " |", "|---" * (1 + len(r["bon"])) + "|"]
     for label, _, _ in METHODS:
         L.append(f"| {label} | " + " | ".join(_fmt(r["bon"][b][label]) for b in r["bon"]) + " |")
@@ -257,7 +266,7 @@ def main(argv=None) -> dict:
     print(f"  Spearman(weights, quality) {_fmt(r['spearman'], 3)}; max corrupted weight "
           f"{_fmt(r['max_corrupted_weight'], 3)}")
     for b, v in r["bon"].items():
-        print(f"  {b}: DreamPRM {_fmt(v['DreamPRM'])}, vanilla {_fmt(v['Vanilla PRM'])}, "
+        print(f"  {b}: DreamPRM {_fmt(v['DreamPRM'])}, vanilla {_fmt(v['Vanilla PRM'])}, ORM {_fmt(v['ORM'])}, "
               f"self-consistency {_fmt(v['Self-consistency'])}, random {_fmt(v['Random pick'])}, "
               f"oracle {_fmt(v['Oracle (pass@N)'])}")
     print(f"  claims: {r['claims']}")

@@ -2,6 +2,7 @@
 # Stage 8: PRM scores of every step of every best-of-N candidate (resumable), then selection and accuracy.
 # usage: bash scripts/06_bon.sh --path <repo root> --gpu 0 [--prm runs/reweighting/prm] [--name dreamprm] [--resume] [...]
 #        bash scripts/06_bon.sh --path . --gpu 0 --prm runs/vanilla/prm --name vanilla     # the Vanilla PRM row
+#        bash scripts/06_bon.sh --path . --gpu 0 --prm runs/orm/prm --name orm --unit response   # the ORM row
 # All options: python BoN/score.py --help
 source "$(dirname "$0")/_common.sh" "$@"
 "$PY" "$REPO/BoN/score.py" "${ARGS[@]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stage 8: Table 1 (this run beside the paper's), the aggregation ablation and figs/bon_scaling.png.
 # usage: bash scripts/07_tables.sh --path <repo root> [--runs runs/bon] [--main dreamprm] [--vanilla vanilla]
+#        [--orm orm] [--orm_proxy <run>|none]   (ORM row: the trained ORM's run; proxy: a PRM's last step, ablation)
 # All options: python BoN/tables.py --help
 source "$(dirname "$0")/_common.sh" "$@"
 "$PY" "$REPO/BoN/tables.py" "${ARGS[@]}"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The whole method end to end on the CPU mini world (issue 6), through the same stage scripts a GPU user runs:
 #   world -> rollouts -> tree -> MC labels -> train data -> meta rollouts + meta data
-#   -> bi-level training (DreamPRM) and the vanilla PRM (--baseline, same data and schedule)
+#   -> bi-level training (DreamPRM) and the vanilla PRM (--baseline, same data and schedule), and the ORM baseline
 #   -> best-of-8 on the test benchmarks bench_a, bench_b -> tables, figures and a results page (RESULTS.md).
 # The policy is SIMULATED (dreamprm/simulated.py, not a model); the PRM is a tiny Qwen2-VL trained from scratch.
 #
-#   bash scripts/demo.sh                          # outputs in runs/demo (about 6 minutes on 2 CPU cores)
+#   bash scripts/demo.sh                          # outputs in runs/demo (about 6-7 minutes on 2 CPU cores)
 #   DEMO_OUT=runs/demo-s1 DEMO_SEED=1 bash scripts/demo.sh
 #
 # Idempotent: the output directory starts fresh on every run, except the tiny models (<out>/models), which are
@@ -21,6 +21,13 @@
 # one pass, five labels per sequence instead of one. lr 1e-3: at 3e-3 the tiny PRM sat on a constant-output
 # plateau in most seeds (every score ~0.5); at 1e-3 and 3e-4 it learned the error cue within 300-400 iterations
 # in every seed tried. 200 questions per domain: with 60 the PRM saw each response ~20 times and memorised it.
+#
+# The ORM baseline (Table 1's ORM row): the same tiny Qwen2-VL and head from scratch, trained on whole-response
+# correctness of the same train rollouts (MC/orm_data.py; reweighting/train.py --baseline --input_format paper:
+# one sequence per response, every weight 1), with the budget of each PRM (DEMO_WARMUP + DEMO_ITERATIONS
+# iterations, batch DEMO_TRAIN_BATCH). It runs in the background under `nice` from the warm-up on, so it takes
+# the core the warm-up leaves idle and what the other trainings leave; best-of-N scores each whole candidate once
+# (BoN/score.py --unit response). DEMO_ORM_ITERATIONS=0 leaves it out (Table 1's ORM row then stays empty).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
@@ -41,6 +48,7 @@ LR="${DEMO_LR:-1e-3}"
 META_LR="${DEMO_META_LR:-0.02}"
 FORMAT="${DEMO_FORMAT:-stepwise}"  # one pass per response, a score at every step end
 WARMUP="${DEMO_WARMUP:-300}"      # lower-level-only iterations first, shared by both trainings (0: none)
+ORM_ITERS="${DEMO_ORM_ITERATIONS:-$(( WARMUP + ITERS ))}"  # the ORM's iterations: each PRM's whole budget (0: no ORM)
 
 # Start fresh, keeping the tiny models.
 if [[ -d "$OUT" ]]; then
@@ -75,11 +83,23 @@ echo "== 4 tree, MC labels (SIMULATED completions), train data"
 "$PY" MC/tree.py "${BASE[@]}" --responses "$R/train.jsonl" --out "$MCD/tree.jsonl"
 "$PY" MC/estimate.py "${BASE[@]}" "${SIM[@]}" --tree "$MCD/tree.jsonl" --out "$MCD/estimate.jsonl"
 "$PY" MC/train_data.py "${BASE[@]}" --nodes "$MCD/estimate.jsonl" --out "$MCD/train.jsonl"
+echo "== 4o ORM train data: one record per train response, labelled by its correctness"
+"$PY" MC/orm_data.py "${BASE[@]}" --responses "$R/train.jsonl" --out "$MCD/orm_train.jsonl"
 echo "== 5 meta rollouts (4 per meta question) and the meta set"
 "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset meta --questions "$W/data/meta.jsonl" \
   --out "$R/meta.jsonl" --n 4
 "$PY" inference/meta_data.py "${BASE[@]}" --responses "$R/meta.jsonl" --out "$OUT/meta/meta.jsonl"
 stamp
+
+orm=""
+if (( ORM_ITERS > 0 )); then
+  echo "== 6o the ORM baseline, in the background under nice ($ORM_ITERS iterations from the random tiny PRM): $OUT/orm.log"
+  nice -n 10 "$PY" reweighting/train.py "${BASE[@]}" "${TRAIN[@]}" --input_format paper --iterations "$ORM_ITERS" \
+    --save_every "$ORM_ITERS" --train "$MCD/orm_train.jsonl" --meta "$OUT/meta/meta.jsonl" --prm "$OUT/models/prm" \
+    --out "$OUT/orm" --figs "$OUT/orm/figs" --baseline > "$OUT/orm.log" 2>&1 &
+  orm=$!
+  trap '[[ -n "$orm" ]] && kill "$orm" 2>/dev/null || true' EXIT  # a failed demo leaves no ORM training behind
+fi
 
 PRM0="$OUT/models/prm"
 if (( WARMUP > 0 )); then
@@ -115,7 +135,16 @@ BON=(--benchmarks bench_a,bench_b --candidates "$R/{benchmark}.jsonl" --question
   --out "$OUT/bon/dreamprm"
 "$PY" BoN/score.py "${BASE[@]}" "${BON[@]}" --gpu cpu --precision fp32 --input_format "$FORMAT" --prm "$OUT/vanilla/prm" --name vanilla \
   --out "$OUT/bon/vanilla"
-for name in dreamprm vanilla; do  # selection again from the saved scores (score.py already did it once)
+RUNS=(dreamprm vanilla)
+if [[ -n "$orm" ]]; then
+  if ! wait "$orm"; then echo "ORM training failed: see $OUT/orm.log" >&2; exit 1; fi
+  orm=""
+  tail -n 2 "$OUT/orm.log" | grep -v "it/s" || true
+  "$PY" BoN/score.py "${BASE[@]}" "${BON[@]}" --gpu cpu --precision fp32 --input_format paper --unit response \
+    --prm "$OUT/orm/prm" --name orm --out "$OUT/bon/orm"
+  RUNS+=(orm)
+fi
+for name in "${RUNS[@]}"; do  # selection again from the saved scores (score.py already did it once)
   "$PY" BoN/pick.py "${BASE[@]}" "${BON[@]}" --name "$name" --out "$OUT/bon/$name"
 done
 stamp

@@ -51,6 +51,9 @@ def test_world_rollouts_and_mc(run):
     assert len(meta_resp) == 4 * 8
     meta = read_records(out / "meta" / "meta.jsonl", required=("true_false", "input", "image_path"))
     assert meta and all("Step 1" in m["input"] for m in meta)
+    # the ORM's train data: every train response (each has a final answer here), labelled by its correctness
+    orm = read_records(out / "mc" / "orm_train.jsonl", required=("input", "add", "image_path", "dataset", "accuracy"))
+    assert [(x["add"], x["accuracy"]) for x in orm] == [(r["response"], float(r["true_false"])) for r in responses]
 
 
 def test_training_outputs(run):
@@ -65,6 +68,10 @@ def test_training_outputs(run):
         log = [json.loads(ln) for ln in (d / "log.jsonl").read_text().splitlines()]
         assert log and summary["iterations"] == log[-1]["iteration"]
     assert set(json.loads((out / "vanilla" / "domain_weights.json").read_text()).values()) == {1.0}
+    orm = json.loads((out / "orm" / "summary.json").read_text())  # the ORM: one sample per train response
+    assert (out / "orm" / "prm" / "prm_head.pt").is_file() and orm["iterations"] == 4 + 6
+    assert orm["train_samples"] == 5 * len(TRAIN_DOMAINS) and set(orm["weights"].values()) == {1.0}
+    assert json.loads((out / "orm" / "prm" / "prm_config.json").read_text())["input_format"] == "paper"
     assert (out / "figs" / "domain_weights.png").is_file()
 
 
@@ -81,14 +88,29 @@ def test_bon_tables_and_results_page(run):
         assert len(scores) == 4 and all(len(q["candidates"]) == 8 for q in scores)
     for b in ("bench_a", "bench_b"):
         assert len(read_records(out / "rollouts" / f"{b}.jsonl")) == 4 * 8
-    assert (out / "bon" / "tables" / "table1.md").is_file()
+    # the ORM: one score per candidate, its own method, and Table 1's ORM row; the last-step proxy labelled apart
+    orm = json.loads((out / "bon" / "orm" / "results.json").read_text())
+    assert orm["unit"] == "response" and set(orm["benchmarks"]) == {"bench_a", "bench_b"}
+    assert all("orm" in r["accuracy"] and "prm:mean_log_odds" not in r["accuracy"] for r in orm["benchmarks"].values())
+    scores = read_records(out / "bon" / "orm" / "bench_a.scores.jsonl")
+    assert len(scores) == 4 and all(len(c["scores"]) == 1 for q in scores for c in q["candidates"])
+    table = {r.split(" | ")[0].strip("| "): r for r in (out / "bon" / "tables" / "table1.md").read_text().splitlines()
+             if r.startswith("| ")}
+    cell = lambda x: f"{x:.1f}"  # noqa: E731
+    a, b = (orm["benchmarks"][k]["accuracy"]["orm"]["8"] for k in ("bench_a", "bench_b"))
+    assert table["ORM"].startswith(f"| ORM | {cell(a)} (—) | {cell(b)} (—) |")
+    dream = json.loads((out / "bon" / "dreamprm" / "results.json").read_text())
+    last = dream["benchmarks"]["bench_a"]["accuracy"]["prm:last"]["8"]
+    assert table["ORM proxy: DreamPRM last-step score (ablation)"].startswith(
+        f"| ORM proxy: DreamPRM last-step score (ablation) | {cell(last)} (—)")
     assert (out / "figs" / "bon_scaling.png").is_file() and (out / "figs" / "weights_vs_quality.png").is_file()
 
     page = (out / "RESULTS.md").read_text()
     for heading in ("Learned domain weights against the known domain quality", "Best-of-8 accuracy",
                     "The claims", "MC labels"):
         assert heading in page
-    for method in ("DreamPRM", "Vanilla PRM", "Self-consistency", "Random pick", "Oracle"):
+    for method in ("DreamPRM", "Vanilla PRM", "ORM |", "ORM proxy: DreamPRM last-step score (ablation)",
+                   "Self-consistency", "Random pick", "Oracle"):
         assert f"| {method}" in page
     for d in TRAIN_DOMAINS:
         assert f"| {d} |" in page
@@ -98,3 +120,4 @@ def test_bon_tables_and_results_page(run):
     # every number on the page comes from the files: the DreamPRM cell is BoN/pick.py's number
     pick = json.loads((out / "bon" / "dreamprm" / "results.json").read_text())
     assert res["bon"]["bench_a"]["DreamPRM"] == pick["benchmarks"]["bench_a"]["accuracy"]["prm:mean_log_odds"]["8"]
+    assert res["bon"]["bench_b"]["ORM"] == b and res["orm"] == {"iterations": 10, "train_samples": 30}

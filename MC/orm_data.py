@@ -1,0 +1,49 @@
+"""The ORM baseline's train data: one record per policy response, `add` = the whole response, `accuracy` = its
+true_false (1.0 / 0.0). Train it with the existing trainer, every weight 1:
+
+    python MC/orm_data.py --path . [--responses runs/rollouts/mmpr.jsonl] [--out runs/orm/train.jsonl]
+    python reweighting/train.py --path . --baseline --input_format paper --train runs/orm/train.jsonl --out runs/orm
+"""
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dreamprm.cli import StageArgs, parse_args
+from dreamprm.domains import canonical
+from dreamprm.io import write_jsonl
+from dreamprm.orm import orm_records
+from dreamprm.rollout import read_policy_records
+
+
+@dataclass
+class OrmDataArgs(StageArgs):
+    """Write ORM train records {id, sample, sid: 0, input, add: whole response, ground_truth, image_path, dataset,
+    accuracy} from policy responses (the same train rollouts the PRM's MC tree starts from)."""
+    responses: str = field(default="runs/rollouts/mmpr.jsonl", metadata={
+        "help": "policy records: comma-separated files or glob patterns"})
+    out: str = field(default="runs/orm/train.jsonl", metadata={"help": "ORM train records (JSONL)"})
+    require_steps: bool = field(default=False, metadata={
+        "help": "also drop responses without steps (default: kept; an outcome label needs no steps)"})
+    per_domain: int = field(default=0, metadata={
+        "help": "at most this many records per domain, a seeded random subset (0: all, the default)"})
+
+
+def main(argv=None):
+    cfg = parse_args(OrmDataArgs, argv)
+    out = cfg.output(cfg.out, " (the records are deterministic)")
+    records = read_policy_records(cfg, cfg.responses)
+    train, skipped = orm_records(records, image_exists=lambda p: cfg.resolve(p).is_file(),
+                                 require_steps=cfg.require_steps, per_domain=cfg.per_domain, seed=cfg.seed,
+                                 where=cfg.responses)
+    write_jsonl(out, train)
+    print(f"read {len(records)} responses; {len(train)} ORM records, {sum(skipped.values())} skipped")
+    for why, k in sorted(skipped.items()):
+        print(f"  skipped {k}: {why}")
+    right = Counter(canonical(str(x["dataset"])) for x in train if x["accuracy"])
+    for d, n in sorted(Counter(canonical(str(x["dataset"])) for x in train).items()):
+        print(f"  {d}: {n} records, {right[d]} right")
+    print(f"wrote {out}")
+    return train, skipped
+
+
+if __name__ == "__main__":
+    main()
