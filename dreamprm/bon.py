@@ -3,7 +3,8 @@
 Three steps, each a command in BoN/:
 
 1. `score_benchmarks` (BoN/score.py): the PRM's score of every step prefix of every candidate, one JSONL line
-   per question, appended and flushed, so a killed run resumes (`--resume`).
+   per question, appended and flushed, so a killed run resumes (`--resume`). With `--unit response` (a trained
+   ORM, Table 1's ORM row) each candidate is scored once, as a whole.
 2. `select_benchmarks` (BoN/pick.py): from those scores, without scoring again, the candidate each method
    picks among the first N candidates (N in `--n`), the selected answers and accuracy = correct / total.
 3. `write_tables` (BoN/tables.py): Table 1 beside the paper's numbers, the aggregation ablation, the figure.
@@ -36,14 +37,16 @@ from .cli import StageArgs
 from .io import AppendWriter, DataError, load_image, read_records, write_json, write_jsonl
 from .models import chat
 from .packing import TreeScorer
-from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format
+from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format, scored_text
 from .samples import as_label, image_path, response_sample
-from .steps import final_answer_text, num_steps
+from .steps import final_answer_text, has_final_answer, num_steps
 
 BENCHMARKS = ("wemath", "mathvista", "mathvision", "mmvet", "mmstar")
 BENCHMARK_NAMES = {"wemath": "WeMath", "mathvista": "MathVista", "mathvision": "MathVision", "mmvet": "MMVet",
                    "mmstar": "MMStar"}
 CANDIDATE_FIELDS = ("id", "response", "input", "true_false")
+# What one score belongs to: `step` (a PRM: every step prefix), `response` (an ORM: the whole response, once)
+UNITS = ("step", "response")
 
 # SPEC section 4: the paper's Table 1 (accuracy %, BoN with N = 8, policy InternVL-2.5-8B-MPO). The one place
 # these numbers live; `tables` prints this run's numbers beside them.
@@ -106,9 +109,14 @@ def load_candidates(path: Path, root: Path) -> tuple[dict, Counter]:
     return questions, issues
 
 
-def candidate_samples(q: Question) -> list[Sample | None]:
-    """The PRM sample of each candidate (one prefix per step), None for a candidate without steps."""
+def candidate_samples(q: Question, unit: str = "step") -> list[Sample | None]:
+    """The sample of each candidate. `step`: one prefix per step, None without steps. `response` (an ORM): one
+    "prefix" that is the whole response, final answer included, None without a final answer (the ORM's train
+    data keeps only responses with one, `dreamprm.orm`)."""
     img = str(q.image) if q.image is not None else None
+    if unit == "response":
+        return [Sample(img, q.question, [c.response]) if has_final_answer(c.response) else None
+                for c in q.candidates]
     return [response_sample(q.question, c.response, img) for c in q.candidates]
 
 
@@ -119,19 +127,22 @@ def naive_scores(prm: PRM, samples: list[Sample]) -> torch.Tensor:
     step prefix at batch size 1, the image opened and processed for every prefix, logits over the whole
     sequence. `paper`: the chat template with image and question + "\\n\\n" + prefix, assistant header
     appended; `stepwise`: the question in the user turn, the prefix in the assistant turn. Read at the last
-    token."""
+    token. Question and prefixes are the PRM's own (`prm.scored_text`), so only the tokenization is the loop's:
+    it equals the encoder's segment-wise stepwise tokens wherever the tokenizer never merges across a step
+    boundary (true of the tiny test tokenizer, not of Qwen2's)."""
     proc, model = prm.processor, prm.backbone
     out = []
     with torch.inference_mode():
         for s in samples:
-            for p in s.prefixes:
+            question, prefixes = scored_text(s, prm.prefix_end)
+            for p in prefixes:
                 image = load_image(s.image, PRM_MAX_SIDE) if isinstance(s.image, (str, Path)) else s.image
                 if prm.fmt == "paper":
-                    inputs = proc.apply_chat_template([chat(paper_text(s.question, p), image)],
+                    inputs = proc.apply_chat_template([chat(paper_text(question, p), image)],
                                                       add_generation_prompt=True, tokenize=True, return_dict=True,
                                                       return_tensors="pt")
                 else:
-                    text = proc.apply_chat_template(chat(s.question, image), add_generation_prompt=True,
+                    text = proc.apply_chat_template(chat(question, image), add_generation_prompt=True,
                                                     tokenize=False) + p
                     inputs = proc(text=[text], images=None if image is None else [image], return_tensors="pt")
                 inputs = inputs.to(model.device)
@@ -189,6 +200,9 @@ class ScoreConfig(SelectConfig):
     packing: str = field(default="tree", metadata={
         "help": "tree: one packed row per question (fast, exact); none: prm.score on padded batches"})
     select: bool = field(default=True, metadata={"help": "run the selection step after scoring"})
+    unit: str = field(default="step", metadata={
+        "help": "step: score every step prefix (a PRM); response: score each whole response once, final answer "
+                "included (an ORM, e.g. --prm runs/orm/prm --name orm: Table 1's ORM row)"})
 
 
 def resolve_format(cfg: ScoreConfig) -> str:
@@ -198,27 +212,29 @@ def resolve_format(cfg: ScoreConfig) -> str:
     return fmt if fmt in FORMATS else "paper"
 
 
-def _check_resume(out: Path, prm: str, fmt: str) -> None:
-    """Scores of another PRM or format must not be continued into the same file."""
+def _check_resume(out: Path, prm: str, fmt: str, unit: str = "step") -> None:
+    """Scores of another PRM, format or unit must not be continued into the same file."""
     if not out.exists() or not out.stat().st_size:
         return
     with open(out, encoding="utf-8") as f:
         first = json.loads(f.readline())
-    if (first.get("prm"), first.get("format")) != (prm, fmt):
-        raise DataError(f"{out}: scored with PRM {first.get('prm')!r} in format {first.get('format')!r}, not "
-                        f"{prm!r} in {fmt!r}; use another --out or --name")
+    if (first.get("prm"), first.get("format"), first.get("unit", "step")) != (prm, fmt, unit):
+        raise DataError(f"{out}: scored with PRM {first.get('prm')!r} in format {first.get('format')!r} per "
+                        f"{first.get('unit', 'step')}, not {prm!r} in {fmt!r} per {unit}; use another --out or --name")
 
 
 def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: int, meta: dict,
                     desc: str = "PRM scoring", progress: bool = True) -> Counter:
     """Score every not yet written question and append one record per question:
-    {id, dataset, prm, format, candidates: [{sample, scores: [one per step]}]} ([] for a candidate without steps).
+    {id, dataset, prm, format, unit, candidates: [{sample, scores: [one per step]}]} ([] for a candidate without
+    steps). With meta["unit"] == "response": one score per candidate, the whole response's ([] without a final
+    answer).
 
     Longest questions first (a GPU runs out of memory at once, not after hours); a question is written when
     all its candidates are scored, so a killed run loses at most the batches in flight.
     """
     counts: Counter = Counter()
-    todo = []
+    todo, unit = [], meta.get("unit", "step")
     for q in questions.values():
         if writer.done(q.id):
             continue
@@ -227,8 +243,9 @@ def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: i
             if counts["questions not scored: image missing"] <= 5:
                 print(f"  image not found, question {q.id!r} not scored: {q.image}")
             continue
-        samples = candidate_samples(q)
-        counts["candidates without steps"] += sum(s is None for s in samples)
+        samples = candidate_samples(q, unit)
+        counts["candidates without steps" if unit == "step" else "candidates without a final answer"] += \
+            sum(s is None for s in samples)
         todo.append((q, samples))
     # sort by length: similar rows share a batch, so padding stays small (characters stand in for tokens)
     todo.sort(key=lambda t: -(len(t[0].question) + sum(len(c.response) for c in t[0].candidates)))
@@ -278,6 +295,8 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
     fmt = resolve_format(cfg)
     if cfg.packing not in ("tree", "none"):
         raise ValueError(f"--packing must be tree or none, got {cfg.packing!r}")
+    if cfg.unit not in UNITS:
+        raise ValueError(f"--unit must be one of {', '.join(UNITS)}, got {cfg.unit!r}")
     out_dir = cfg.out_dir()
     prm = scorer = None
     report: dict = {}
@@ -289,23 +308,24 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
             continue
         questions, issues = load_candidates(src, cfg.resolve("."))
         if cfg.resume:
-            _check_resume(out, cfg.prm, fmt)
+            _check_resume(out, cfg.prm, fmt, cfg.unit)
         with AppendWriter(out, key=lambda r: r["id"], resume=cfg.resume) as w:
             todo = sum(not w.done(q) for q in questions)
             print(f"{bench}: {len(questions)} questions, {sum(len(q.candidates) for q in questions.values())} "
-                  f"candidates; {w.n_resumed} questions already in {out}, {todo} to score ({fmt} format)")
+                  f"candidates; {w.n_resumed} questions already in {out}, {todo} to score ({fmt} format, "
+                  f"per {cfg.unit})")
             if todo and prm is None:
                 prm = PRM.from_pretrained(cfg.prm, cfg.device, cfg.precision, fmt).eval()
                 scorer = TreeScorer(prm).score if cfg.packing == "tree" else _plain(prm)
-            counts = score_questions(questions, scorer, w, cfg.batch_size, {"prm": cfg.prm, "format": fmt},
-                                     f"PRM {bench}") if todo else Counter()
+            meta = {"prm": cfg.prm, "format": fmt, "unit": cfg.unit}
+            counts = score_questions(questions, scorer, w, cfg.batch_size, meta, f"PRM {bench}") if todo else Counter()
         counts.update(issues)
         for why, k in sorted(counts.items()):
             print(f"  {why}: {k}")
         report[bench] = dict(counts)
     if all("skipped" in r for r in report.values()):
         raise DataError(f"no candidate file for any of {cfg.benchmarks!r} (looked for {cfg.candidates!r})")
-    write_json(out_dir / "scoring.json", {"prm": cfg.prm, "format": fmt, "benchmarks": report})
+    write_json(out_dir / "scoring.json", {"prm": cfg.prm, "format": fmt, "unit": cfg.unit, "benchmarks": report})
     if cfg.select:
         select_benchmarks(cfg)
     return report
@@ -364,32 +384,38 @@ def cot_scores(step_scores: list[list[float] | None], how: str) -> list[float | 
 
 
 def question_picks(q: Question, step_scores: list[list[float] | None], k: int, aggregations=tuple(AGGREGATIONS),
-                   scored: bool = True) -> dict:
+                   scored: bool = True, unit: str = "step") -> dict:
     """Index of the candidate each selecting method picks among the first k of q (`step_scores[i]` belongs to
-    q.candidates[i]); the PRM and ORM methods only if `scored`."""
+    q.candidates[i]); if `scored`, the PRM's per aggregation (unit `step`) or the ORM's (unit `response`: each
+    candidate's one score)."""
     cands, steps = q.candidates[:k], step_scores[:k]
     out: dict = {}
-    if scored:
+    if scored and unit == "response":
+        out["orm"] = pick_best([s[0] if s else None for s in steps])
+    elif scored:
         for how in aggregations:
             out[f"prm:{how}"] = pick_best(cot_scores(steps, how))
-        out["orm"] = pick_best([s[-1] if s else None for s in steps])  # the full response's score alone
     out["self_consistency"] = vote([answer_key(c.answer, q.options) for c in cands])
     return out
 
 
 def evaluate(questions: dict, scores: dict | None, ns: list[int], aggregations=tuple(AGGREGATIONS),
-             main: str = "mean_log_odds", expected: set | None = None) -> tuple[dict, list[dict], Counter]:
+             main: str = "mean_log_odds", expected: set | None = None, unit: str = "step",
+             ) -> tuple[dict, list[dict], Counter]:
     """Accuracy (%) of every method at every N, the selected answers at the largest N, and what was missing.
 
     `scores`: id -> {sample: [step scores]} from the scores file; None when the benchmark was not scored
-    (PRM and ORM left out). `expected`: the ids of the benchmark's question file, if given: its questions
+    (PRM / ORM left out). `unit` of the scores: `step` gives the PRM methods `prm:<aggregation>` (`main` is the
+    one the selected answers use), `response` the trained ORM's method `orm`.
+    `expected`: the ids of the benchmark's question file, if given: its questions
     without candidates count as wrong, candidates of other ids are left out.
     Accuracy = correct / total questions (the released code divides by total + 1). `random` is the expected
     accuracy of a uniform pick, `oracle` is pass@N, `base` the mean single-sample accuracy over all candidates.
     """
     counts: Counter = Counter()
     scored = scores is not None
-    methods = [f"prm:{a}" for a in aggregations] + ["orm"] if scored else []
+    top_method = ("orm" if unit == "response" else f"prm:{main}") if scored else None
+    methods = (["orm"] if unit == "response" else [f"prm:{a}" for a in aggregations]) if scored else []
     correct = {m: Counter() for m in methods + ["self_consistency", "random", "oracle"]}
     base, selected, top = 0.0, [], max(ns)
     ids = list(questions)
@@ -406,11 +432,15 @@ def evaluate(questions: dict, scores: dict | None, ns: list[int], aggregations=t
     for qid in ids:
         q = questions[qid]
         counts[f"questions with fewer than {top} candidates"] += len(q.candidates) < top
-        counts["candidates without steps (rank last for PRM and ORM)"] += sum(num_steps(c.response) == 0
-                                                                             for c in q.candidates)
+        if unit == "response":
+            counts["candidates without a final answer (rank last for the ORM)"] += sum(
+                not has_final_answer(c.response) for c in q.candidates)
+        else:
+            counts["candidates without steps (rank last for the PRM)"] += sum(num_steps(c.response) == 0
+                                                                              for c in q.candidates)
         by_sample = scores.get(qid) if scored else None
         if scored and by_sample is None:
-            counts["questions without PRM scores (PRM and ORM pick the lowest sample index)"] += 1
+            counts["questions without scores (the lowest sample index is picked)"] += 1
         elif scored:
             counts["candidates missing from the scores file (rank last)"] += sum(c.sample not in by_sample
                                                                                 for c in q.candidates)
@@ -418,35 +448,49 @@ def evaluate(questions: dict, scores: dict | None, ns: list[int], aggregations=t
         right = [c.true_false for c in q.candidates]
         base += sum(right) / len(right)
         for k in ns:
-            picks = question_picks(q, steps, k, aggregations, scored)
+            picks = question_picks(q, steps, k, aggregations, scored, unit)
             for m, i in picks.items():
                 correct[m][k] += right[i]
             correct["random"][k] += sum(right[:k]) / len(right[:k])
             correct["oracle"][k] += any(right[:k])
             if k == top:
-                selected.append(_selected(q, steps, picks, main if scored else None))
+                selected.append(_selected(q, steps, picks, top_method))
     pct = lambda x: 100.0 * x / total if total else None  # noqa: E731
     acc = {m: {str(k): pct(c[k]) for k in ns} for m, c in correct.items()}
     acc["base"] = {str(k): pct(base) for k in ns}
     return {"total": total, "accuracy": acc}, selected, Counter({k: v for k, v in counts.items() if v})
 
 
-def _selected(q: Question, steps, picks: dict, main: str | None) -> dict:
-    i = picks[f"prm:{main}"] if main else picks["self_consistency"]
+# The other picks a selection record keeps (e.g. for BoN/export_mmvet.py): name -> method. A PRM run's last-step
+# pick is kept as `orm_proxy`, the ablation, never as `orm`, which only a trained ORM's run (--unit response) has.
+SIDE_PICKS = {"orm": "orm", "orm_proxy": "prm:last", "self_consistency": "self_consistency"}
+
+
+def _selected(q: Question, steps, picks: dict, method: str | None) -> dict:
+    method = method or "self_consistency"
+    i = picks[method]
     c = q.candidates[i]
-    agg = cot_scores(steps, main)[i] if main else None
-    return {"id": q.id, "dataset": q.dataset, "method": f"prm:{main}" if main else "self_consistency",
+    agg = None
+    if method == "orm":
+        agg = steps[i][0] if steps[i] else None
+    elif method.startswith("prm:"):
+        agg = cot_scores(steps, method[4:])[i]
+    return {"id": q.id, "dataset": q.dataset, "method": method,
             "sample": c.sample, "answer": c.answer, "true_false": c.true_false, "score": agg,
             "n_candidates": len(q.candidates),
-            "picks": {m: q.candidates[j].sample for m, j in picks.items() if m in ("orm", "self_consistency")}}
+            "picks": {name: q.candidates[picks[m]].sample for name, m in SIDE_PICKS.items() if m in picks}}
 
 
-def read_scores(path: Path) -> dict:
-    """id -> {sample: [step scores]} from a scores file (a record written twice: the last one wins)."""
-    out = {}
+def read_scores(path: Path) -> tuple[dict, str]:
+    """id -> {sample: [scores]} from a scores file (a record written twice: the last one wins), and the unit
+    the scores belong to (`step`, also for files written before the unit was recorded, or `response`)."""
+    out, units = {}, set()
     for r in read_records(path, required=("id", "candidates")):
         out[r["id"]] = {c["sample"]: c["scores"] for c in r["candidates"]}
-    return out
+        units.add(r.get("unit", "step"))
+    if len(units) > 1:
+        raise DataError(f"{path}: scores of several units ({', '.join(sorted(units))}) in one file")
+    return out, units.pop() if units else "step"
 
 
 def select_benchmarks(cfg: SelectConfig) -> dict:
@@ -456,6 +500,7 @@ def select_benchmarks(cfg: SelectConfig) -> dict:
         raise ValueError(f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {cfg.aggregation!r}")
     out_dir, ns = cfg.out_dir(), cfg.ns()
     results = {"run": cfg.name, "aggregation": cfg.aggregation, "n": ns, "benchmarks": {}}
+    units = set()
     for bench in cfg.benchmark_list():
         src = cfg.candidates_path(bench)
         if not src.is_file():
@@ -463,17 +508,22 @@ def select_benchmarks(cfg: SelectConfig) -> dict:
             continue
         questions, issues = load_candidates(src, cfg.resolve("."))
         scores_path = out_dir / f"{bench}.scores.jsonl"
-        scores = read_scores(scores_path) if scores_path.is_file() and scores_path.stat().st_size else None
+        have = scores_path.is_file() and scores_path.stat().st_size
+        scores, unit = read_scores(scores_path) if have else (None, "step")
         if scores is None:
             print(f"{bench}: no scores in {scores_path}: baselines only")
         expected = None
         if cfg.questions:
             qpath = cfg.resolve(cfg.questions.format(benchmark=bench))
             expected = {r["id"] for r in read_records(qpath, required=("id",))}
-        res, selected, counts = evaluate(questions, scores, ns, tuple(AGGREGATIONS), cfg.aggregation, expected)
+        res, selected, counts = evaluate(questions, scores, ns, tuple(AGGREGATIONS), cfg.aggregation, expected,
+                                         unit)
         counts.update(issues)
         res["counts"] = dict(counts)
         res["scored"] = scores is not None
+        if scores is not None:
+            res["unit"] = unit
+            units.add(unit)
         results["benchmarks"][bench] = res
         write_jsonl(out_dir / f"{bench}.selected.jsonl", selected)
         acc, top = res["accuracy"], str(max(ns))
@@ -484,6 +534,9 @@ def select_benchmarks(cfg: SelectConfig) -> dict:
             print(f"  {why}: {k}")
     if not results["benchmarks"]:
         raise DataError(f"no candidate file for any of {cfg.benchmarks!r} (looked for {cfg.candidates!r})")
+    if len(units) > 1:
+        raise DataError(f"{out_dir}: PRM (per step) and ORM (per response) scores in one run; give each its own --name")
+    results["unit"] = units.pop() if units else None
     write_json(out_dir / "results.json", results)
     print(f"wrote {out_dir / 'results.json'}")
     return results
@@ -497,8 +550,11 @@ class TablesConfig(StageArgs):
     runs: str = field(default="runs/bon", metadata={"help": "directory holding one results.json per run (<name>/)"})
     main: str = field(default="dreamprm", metadata={"help": "run of the DreamPRM row (and of the baselines)"})
     vanilla: str = field(default="vanilla", metadata={"help": "run of the Vanilla PRM row (left empty if absent)"})
-    orm_run: str | None = field(default=None, metadata={
-        "help": "run whose last-step score is the ORM row (default: --main)"})
+    orm: str = field(default="orm", metadata={
+        "help": "run of the ORM row: a trained ORM scored with BoN/score.py --unit response (left empty if absent)"})
+    orm_proxy: str | None = field(default=None, metadata={
+        "help": "run whose last-step score is the ablation row 'ORM proxy', never the ORM row (default: --main; "
+                "none: no such row)"})
     n: int | None = field(default=None, metadata={"help": "N of Table 1 (default: the largest N evaluated)"})
     figs: str = field(default="figs", metadata={"help": "directory of bon_scaling.png"})
 
@@ -523,9 +579,15 @@ def _grid(header: list[str], rows: list[list[str]], title: str, caption: str) ->
     return f"**{title}.** {caption}\n\n{md}", tex
 
 
+def _proxy(main: str, orm_proxy: str | None) -> str | None:
+    return None if orm_proxy == "none" else orm_proxy or main
+
+
 def table1(results: dict, n: int | None = None, main: str = "dreamprm", vanilla: str = "vanilla",
-           orm_run: str | None = None) -> tuple[str, str]:
-    """Table 1: accuracy at N per benchmark and method, each cell "this run (paper)"."""
+           orm: str = "orm", orm_proxy: str | None = None) -> tuple[str, str]:
+    """Table 1: accuracy at N per benchmark and method, each cell "this run (paper)". The ORM row is the trained
+    ORM's (`orm`, scored per response); the last-step score of a PRM (`orm_proxy`, default `main`) is a
+    separate ablation row with no paper number."""
     base = results[main]
     n = str(n or max(base["n"]))
     benches = [b for b in BENCHMARKS if b in base["benchmarks"]] + \
@@ -538,9 +600,13 @@ def table1(results: dict, n: int | None = None, main: str = "dreamprm", vanilla:
         method = method.format(agg=r["aggregation"])
         return [r["benchmarks"].get(b, {}).get("accuracy", {}).get(method, {}).get(n) for b in benches]
 
+    proxy = _proxy(main, orm_proxy)
+    name = "DreamPRM" if proxy == main else proxy
     spec = [("Base model (zero-shot)", main, "base"), ("Self-consistency", main, "self_consistency"),
-            ("ORM", orm_run or main, "orm"), ("Vanilla PRM", vanilla, "prm:{agg}"), ("CaR-PRM", None, None),
+            ("ORM", orm, "orm"), ("Vanilla PRM", vanilla, "prm:{agg}"), ("CaR-PRM", None, None),
             ("s1-PRM", None, None), ("DreamPRM", main, "prm:{agg}"), ("Oracle (pass@N)", main, "oracle")]
+    if proxy:
+        spec.insert(3, (f"ORM proxy: {name} last-step score (ablation)", proxy, "prm:last"))
     rows = []
     for label, run, method in spec:
         mine = ours(run, method) if run else [None] * len(benches)
@@ -549,8 +615,11 @@ def table1(results: dict, n: int | None = None, main: str = "dreamprm", vanilla:
         p_avg = _mean(paper) if label in PAPER_TABLE else None
         rows.append([label] + cells + [f"{_fmt(_mean(mine))} ({_fmt(p_avg)})"])
     caption = (f"Accuracy (%), best of N = {n}; each cell: this run (paper, N = 8, InternVL-2.5-8B-MPO). "
-               f"PRM rows aggregate step scores with {base['aggregation']}; ORM = the last step's score alone; "
-               "base = mean single-sample accuracy; CaR-PRM and s1-PRM are not reproduced here.")
+               f"PRM rows aggregate step scores with {base['aggregation']}; ORM = a trained outcome reward model "
+               f"(run {orm}{'' if orm in results else ': none, row empty'}) scoring each whole response once"
+               + (f"; ORM proxy = an ablation, not the paper's ORM: {name}'s score of the last step prefix alone"
+                  if proxy else "")
+               + "; base = mean single-sample accuracy; CaR-PRM and s1-PRM are not reproduced here.")
     return _grid(["Method"] + [BENCHMARK_NAMES.get(b, b) for b in benches] + ["Avg"], rows, "Table 1", caption)
 
 
@@ -569,9 +638,9 @@ def ablation(result: dict, n: int | None = None) -> tuple[str, str]:
                  "Aggregation ablation", caption)
 
 
-def scaling_curves(results: dict, main: str, vanilla: str, orm_run: str | None) -> dict:
+def scaling_curves(results: dict, main: str, vanilla: str, orm: str = "orm") -> dict:
     """bench -> label -> {N: accuracy} for the scaling figure."""
-    spec = [("DreamPRM", main, "prm:{agg}"), ("Vanilla PRM", vanilla, "prm:{agg}"), ("ORM", orm_run or main, "orm"),
+    spec = [("DreamPRM", main, "prm:{agg}"), ("Vanilla PRM", vanilla, "prm:{agg}"), ("ORM", orm, "orm"),
             ("Self-consistency", main, "self_consistency"), ("Random pick", main, "random"),
             ("Oracle (pass@N)", main, "oracle"), ("Base model", main, "base")]
     curves: dict = defaultdict(dict)
@@ -598,7 +667,10 @@ def write_tables(cfg: TablesConfig) -> dict:
     out = cfg.resolve(cfg.out or f"{cfg.runs}/tables")
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    md, tex = table1(results, cfg.n, cfg.main, cfg.vanilla, cfg.orm_run)
+    if cfg.orm in results and results[cfg.orm].get("unit") != "response":
+        print(f"warning: run {cfg.orm!r} was not scored per response (BoN/score.py --unit response): "
+              "its ORM cells stay empty")
+    md, tex = table1(results, cfg.n, cfg.main, cfg.vanilla, cfg.orm, cfg.orm_proxy)
     parts = [md]
     (out / "table1.md").write_text(md)
     (out / "table1.tex").write_text(tex)
@@ -610,7 +682,7 @@ def write_tables(cfg: TablesConfig) -> dict:
             (out / f"ablation_{run}.tex").write_text(tex)
             written[f"ablation_{run}"] = out / f"ablation_{run}.md"
             parts.append(md)
-    fig = plot_bon_scaling(scaling_curves(results, cfg.main, cfg.vanilla, cfg.orm_run),
+    fig = plot_bon_scaling(scaling_curves(results, cfg.main, cfg.vanilla, cfg.orm),
                            cfg.resolve(cfg.figs) / "bon_scaling.png")
     written["figure"] = fig
     print("\n".join(parts))

@@ -30,6 +30,7 @@ from .backends import Backend, Request, stable_seed
 from .io import AppendWriter, DataError
 from .judge import Judge, JudgeItem
 from .prompts import completion_prompt
+from .samples import policy_responses
 from .steps import final_answer_text, has_final_answer, step_prefixes
 
 POLICY_FIELDS = ("id", "response", "input", "true_false")
@@ -46,15 +47,8 @@ def node_key(node: dict) -> tuple:
 def build_tree(records: list[dict], image_exists: Callable[[str], bool] | None = None,
                where: str = "responses") -> tuple[list[dict], Counter]:
     """One node per step of every usable response; returns (nodes, skipped response counts by reason)."""
-    nodes, skipped, seen = [], Counter(), {}
-    for i, r in enumerate(records):
-        key = (r["id"], r.get("sample", 0))
-        if key in seen:
-            raise DataError(f"{where}: record {i + 1}: response (id={key[0]!r}, sample={key[1]}) appears twice "
-                            f"(first at record {seen[key] + 1})")
-        seen[key] = i
-        if not isinstance(r["true_false"], bool):
-            raise DataError(f"{where}: record {i + 1}: true_false must be true or false, got {r['true_false']!r}")
+    nodes, skipped = [], Counter()
+    for i, r, right in policy_responses(records, where):
         response = r["response"] or ""
         if not has_final_answer(response):
             skipped["no final answer"] += 1
@@ -67,8 +61,8 @@ def build_tree(records: list[dict], image_exists: Callable[[str], bool] | None =
             skipped["missing image"] += 1
             continue
         if "ground_truth" not in r:
-            raise DataError(f"{where}: record {i + 1}: missing field ground_truth (needed to judge rollouts)")
-        score = int(r["true_false"])
+            raise DataError(f"{where}: record {i}: missing field ground_truth (needed to judge rollouts)")
+        score = int(right)
         for sid, add in enumerate(prefixes, 1):
             nodes.append({"id": r["id"], "sample": r.get("sample", 0), "sid": sid, "input": r["input"],
                           "add": add, "ground_truth": r["ground_truth"], "options": r.get("options"),
@@ -107,6 +101,8 @@ class MCSettings:
     max_new_tokens: int = 1024
     seed: int = 42
     pool: int = 64  # unfinished nodes kept in flight; each backend call carries all their certain rollouts
+    min_completion_chars: int = 30  # the original's: a completion this short (stripped) is redrawn; 0 = off
+    max_redraws: int = 4  # redraws per rollout; the draw after the last redraw counts however short
 
     def check(self) -> None:
         if self.rule not in RULES:
@@ -115,16 +111,35 @@ class MCSettings:
             raise ValueError(f"need 1 <= min_rollouts <= max_rollouts, got {self.min_rollouts}, {self.max_rollouts}")
         if self.pool < 1:
             raise ValueError("pool must be at least 1")
+        if self.min_completion_chars < 0 or self.max_redraws < 0:
+            raise ValueError("min_completion_chars and max_redraws must be at least 0")
 
 
 def estimate(nodes: list[dict], backend: Backend, judge: Judge, writer: AppendWriter, s: MCSettings,
-             resolve_image: Callable[[str], Path] = Path, progress: bool = True) -> Counter:
-    """Expand every node not yet in `writer`, appending each as soon as it is finished."""
+             resolve_image: Callable[[str], Path] = Path, progress: bool = True,
+             last_sid: dict[tuple, int] | None = None) -> Counter:
+    """Expand every node not yet in `writer`, appending each as soon as it is finished.
+
+    Short completions (the original's rule): a completion of `min_completion_chars` characters or fewer is
+    discarded and redrawn, not counted, unless the node is the last step of its response (its continuation
+    is only the final answer; the original exempts sid 5). Redraw d of rollout r has its own seed
+    (seed, id, sample, sid, r, d), so which draw counts does not depend on the pool or a resume; after
+    `max_redraws` the last draw counts, as it does at once under greedy decoding (a redraw would repeat
+    it). A node's rule is consulted again only when none of its rollouts awaits a redraw, so the labels
+    equal the one-at-a-time loop's. `last_sid`: (id, sample) -> the response's highest sid, taken from the
+    whole tree (a shard or a limit may hold only part of a response); default: from `nodes`.
+    """
     s.check()
     rule = RULES[s.rule]
+    if last_sid is None:
+        last_sid = {}
+        for n in nodes:
+            key = (n["id"], n.get("sample", 0))
+            last_sid[key] = max(last_sid.get(key, 0), n["sid"])
     todo = [n for n in nodes if not writer.done(node_key(n))]
-    stats = Counter(resumed=len(nodes) - len(todo))
+    stats = Counter(resumed=len(nodes) - len(todo), nodes=0, completions=0, discarded=0, short_counted=0)
     active: list[dict] = []
+    redraw: dict[int, list[tuple[int, int]]] = {}  # id(node) -> (rollout, draw) still to draw
     nxt = 0  # next node of `todo` to take into the pool
     bar = tqdm(total=len(todo), desc="MC estimation", unit="node", disable=not progress)
     while active or nxt < len(todo):
@@ -133,26 +148,40 @@ def estimate(nodes: list[dict], backend: Backend, judge: Judge, writer: AppendWr
         nxt += len(take)
         requests, owners, still = [], [], []
         for node in active:
-            k = rule(node["score"], node["times"], s.min_rollouts, s.max_rollouts)
-            if k == 0:
-                writer.write(node)
-                stats["nodes"] += 1
-                bar.update(1)
-                continue
+            draws = redraw.pop(id(node), None)
+            if draws is None:
+                k = rule(node["score"], node["times"], s.min_rollouts, s.max_rollouts)
+                if k == 0:
+                    writer.write(node)
+                    stats["nodes"] += 1
+                    bar.update(1)
+                    continue
+                # rollout r; r = 0 is the original response
+                draws = [(r, 0) for r in range(node["times"], node["times"] + k)]
             still.append(node)
             image = str(resolve_image(node["image_path"])) if node.get("image_path") else None
             text = completion_prompt(node["input"], node["add"])
-            for r in range(node["times"], node["times"] + k):  # rollout r; r = 0 is the original response
-                seed = stable_seed(s.seed, node["id"], node.get("sample", 0), node["sid"], r)
+            for r, d in draws:
+                seed = stable_seed(s.seed, node["id"], node.get("sample", 0), node["sid"], r, *([d] if d else []))
                 requests.append(Request(text, image, node, prefix=node["add"], seed=seed))
-                owners.append(node)
+                owners.append((node, r, d))
         active = still
         if not requests:
             continue
         texts = [o[0] for o in backend.generate(requests, 1, s.temperature, s.max_new_tokens)]
+        counted = []
+        for (node, r, d), t in zip(owners, texts):
+            short = s.min_completion_chars > 0 and len(t.strip()) <= s.min_completion_chars
+            if short and node["sid"] < last_sid.get((node["id"], node.get("sample", 0)), node["sid"]):
+                if d < s.max_redraws and s.temperature > 0:
+                    redraw.setdefault(id(node), []).append((r, d + 1))
+                    stats["discarded"] += 1
+                    continue
+                stats["short_counted"] += 1
+            counted.append((node, t))
         verdicts = judge([JudgeItem(n["input"], final_answer_text(t), str(n["ground_truth"]), n.get("options"))
-                          for n, t in zip(owners, texts)])
-        for node, (ok, _) in zip(owners, verdicts):
+                          for n, t in counted])
+        for (node, _), (ok, _) in zip(counted, verdicts):
             node["score"] += int(ok)
             node["times"] += 1
             node["accuracy"] = node["score"] / node["times"]
@@ -161,34 +190,3 @@ def estimate(nodes: list[dict], backend: Backend, judge: Judge, writer: AppendWr
     bar.close()
     return stats
 
-
-# --- export ----------------------------------------------------------------------------------
-
-def to_trl(nodes: list[dict], threshold: float | None = None) -> tuple[list[dict], Counter]:
-    """TRL stepwise supervision, one row per response: {"prompt", "completions": [step, ...], "labels"}.
-
-    Steps are the differences between consecutive prefixes; labels are the MC accuracies (soft floats), or
-    booleans `accuracy > threshold` when a threshold is given (0 gives Math-Shepherd's hard label: "some
-    rollout from here reached the right answer"). A response whose nodes do not run 1..K without a gap is
-    cut at the gap, since later steps would have no text for the missing one.
-    """
-    groups: dict[tuple, list[dict]] = {}
-    for n in nodes:
-        groups.setdefault((n["id"], n.get("sample", 0)), []).append(n)
-    rows, skipped = [], Counter()
-    for (qid, sample), group in groups.items():
-        group.sort(key=lambda n: n["sid"])
-        steps, labels, prev = [], [], ""
-        for want, n in enumerate(group, 1):
-            if n["sid"] != want or not n["add"].startswith(prev):
-                skipped["responses cut at a missing or inconsistent step"] += 1
-                break
-            steps.append(n["add"][len(prev):])
-            labels.append(float(n["accuracy"]) if threshold is None else bool(n["accuracy"] > threshold))
-            prev = n["add"]
-        if not steps:
-            continue
-        rows.append({"prompt": group[0]["input"], "completions": steps, "labels": labels, "id": qid,
-                     "sample": sample, "image_path": group[0].get("image_path"),
-                     "dataset": group[0].get("dataset", "")})
-    return rows, skipped

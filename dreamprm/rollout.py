@@ -49,6 +49,9 @@ class GenerationArgs(StageArgs):
     judge: str = field(default=models.JUDGE, metadata={
         "help": "LLM judge for answers the rules cannot decide: hub id, directory, or 'none' (count as wrong)"})
     judge_batch_size: int = field(default=16, metadata={"help": "judge prompts per forward batch"})
+    prompts_dir: str | None = field(default=None, metadata={
+        "help": "directory whose structured.txt / completion.txt / judge.txt replace the shipped prompt "
+                "templates (dreamprm/templates/; placeholders in inference/README.md)"})
     shard: str = field(default="0/1", metadata={"help": "i/n: process the i-th of n contiguous blocks of the "
                                                         "input (several GPUs or machines), then merge"})
 
@@ -60,6 +63,12 @@ class GenerationArgs(StageArgs):
 
     def make_judge(self) -> Judge:
         return Judge(self.judge, self.device, self.precision, self.judge_batch_size)
+
+    def use_prompts(self) -> None:
+        """Load the prompt templates (checked before any model is loaded); name the files when replaced."""
+        files = prompts.load_templates(self.resolve(self.prompts_dir) if self.prompts_dir else None)
+        if self.prompts_dir:
+            print("prompts: " + ", ".join(f"{name} {path}" for name, path in files.items()))
 
 
 @dataclass
@@ -115,6 +124,7 @@ def run(cfg: RolloutArgs, make_prompt: Callable[[dict], str], make_input: Callab
     """
     if not cfg.dataset and not (cfg.questions and cfg.out):
         raise ValueError("--dataset is required unless both --questions and --out are given")
+    cfg.use_prompts()
     i, n_shards = shards.parse_shard(cfg.shard)
     src = cfg.questions_path()
     questions = [q for q in read_questions(src) if keep is None or keep(q)][: cfg.limit]
@@ -181,8 +191,14 @@ def read_policy_records(cfg: StageArgs, spec: str, required=("id", "response", "
         paths += matches
     if not paths:
         raise DataError("no response files given")
-    records = []
+    records, seen = [], Counter()
     for path in paths:
-        records += read_records(path, required=required)
+        for r in read_records(path, required=required):
+            # The released layout has one file per rollout index (0.json .. 3.json) and no `sample`: a record
+            # without one is its question's next response, as best-of-N numbers candidates.
+            if r.get("sample") is None:
+                r["sample"] = seen[r["id"]]
+            seen[r["id"]] += 1
+            records.append(r)
     return records
 

@@ -7,7 +7,7 @@ import random
 from collections import Counter, defaultdict
 
 from .domains import canonical
-from .io import DataError
+from .samples import policy_responses
 from .steps import has_final_answer, num_steps
 
 
@@ -76,11 +76,8 @@ def meta_rule(records: list[dict], per_kind: int = 122, seed: int = 42, require_
     image_path}, in question order.
     """
     groups: dict[object, list[dict]] = {}
-    for i, r in enumerate(records):
-        if not isinstance(r["true_false"], bool):
-            raise DataError(f"responses: record {i + 1} (id {r['id']!r}): true_false must be true or false, "
-                            f"got {r['true_false']!r}")
-        groups.setdefault(r["id"], []).append(r)
+    for _, r, right in policy_responses(records):
+        groups.setdefault(r["id"], []).append({**r, "true_false": right})
     stats: Counter = Counter(questions=len(groups), responses=len(records))
     pairs, agree = [], {True: [], False: []}
     for qid, rs in groups.items():

@@ -14,7 +14,7 @@ from dreamprm import bon
 from dreamprm.bon import (Candidate, Question, ScoreConfig, SelectConfig, TablesConfig, TreeScorer, answer_key,
                           cot_scores, evaluate, naive_scores, pick_best, question_picks, vote)
 from dreamprm.cli import parse_args
-from dreamprm.prm import PRM
+from dreamprm.prm import PRM, Sample
 from dreamprm.samples import response_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,10 +53,14 @@ def test_ties_go_to_the_lowest_sample_index_and_no_steps_rank_last():
     assert cot_scores([None, [0.5], [0.5]], "mean") == [None, 0.5, 0.5]
     q = Question("q", "d", "Q?", None, None, [Candidate(s, "", False, "1") for s in (3, 5, 7)])
     picks = question_picks(q, [[0.2], [0.8, 0.9], [0.8, 0.9]], 3)
-    assert {picks[f"prm:{h}"] for h in bon.AGGREGATIONS} == {1} and picks["orm"] == 1  # sample 5, not 7
-    # ORM = the full response's score alone: here it disagrees with the mean of log-odds
+    assert {picks[f"prm:{h}"] for h in bon.AGGREGATIONS} == {1} and "orm" not in picks  # sample 5, not 7
+    # the ORM proxy (the last step's score alone) can disagree with the mean of log-odds
     picks = question_picks(q, [A, B, C], 3)
-    assert picks["orm"] == picks["prm:last"] == 1 and picks["prm:mean_log_odds"] == 2
+    assert picks["prm:last"] == 1 and picks["prm:mean_log_odds"] == 2
+    # a trained ORM: one score per candidate, the same tie rule, no PRM methods
+    picks = question_picks(q, [[0.2], [0.8], [0.8]], 3, unit="response")
+    assert picks["orm"] == 1 and not any(m.startswith("prm:") for m in picks)
+    assert question_picks(q, [None, [0.1], None], 3, unit="response")["orm"] == 1  # unscored rank last
 
 
 def test_self_consistency_normalises_answers_and_breaks_ties_by_first_answer():
@@ -88,16 +92,26 @@ def test_baselines_and_n_subsets_by_hand():
     third = 100 / 3
     assert res["total"] == 3
     assert acc["prm:mean_log_odds"] == pytest.approx({"1": third, "2": third, "4": third})
-    assert acc["orm"] == pytest.approx({"1": third, "2": third, "4": third})
+    assert acc["prm:last"] == pytest.approx({"1": third, "2": third, "4": third})
     assert acc["self_consistency"] == pytest.approx({"1": third, "2": 2 * third, "4": 2 * third})
     assert acc["random"] == pytest.approx({"1": third, "2": 50, "4": 50})
     assert acc["oracle"] == pytest.approx({"1": third, "2": 100, "4": 100})
     assert acc["base"] == pytest.approx({"1": 50, "2": 50, "4": 50})
     assert [s["sample"] for s in selected] == [1, 1, 0]  # q1: samples 1 and 3 tie -> 1
+    assert selected[0]["picks"] == {"orm_proxy": 1, "self_consistency": 0}  # the last step's pick: not `orm`
     assert counts["questions with fewer than 4 candidates"] == 2
-    assert counts["candidates without steps (rank last for PRM and ORM)"] == 1
-    assert counts["questions without PRM scores (PRM and ORM pick the lowest sample index)"] == 1
+    assert counts["candidates without steps (rank last for the PRM)"] == 1
+    assert counts["questions without scores (the lowest sample index is picked)"] == 1
     assert counts["scored ids not among the candidates (ignored)"] == 1
+    # the same questions scored by an ORM, one score per candidate: only the method `orm`
+    orm = {"q1": {0: [0.2], 1: [0.3], 2: [], 3: [0.9]}, "q2": {0: [0.8], 1: [0.3]}}
+    res, selected, counts = evaluate(qs, orm, [1, 2, 4], unit="response")
+    assert set(res["accuracy"]) == {"orm", "self_consistency", "random", "oracle", "base"}
+    assert res["accuracy"]["orm"] == pytest.approx({"1": third, "2": 2 * third, "4": 2 * third})
+    assert [(s["method"], s["sample"], s["score"]) for s in selected] == [("orm", 3, 0.9), ("orm", 0, 0.8),
+                                                                          ("orm", 0, None)]
+    assert selected[0]["picks"] == {"orm": 3, "self_consistency": 0}
+    assert counts["candidates without a final answer (rank last for the ORM)"] == 1  # q1's "no steps here"
     # a question file: its questions without candidates count as wrong, unknown ids are left out
     qs["stray"] = Question("stray", "d", "Q?", None, None, _cands([True], ["1"]))
     res, _, counts = evaluate(qs, scores, [4], expected={"q1", "q2", "q3", "q4"})
@@ -106,7 +120,7 @@ def test_baselines_and_n_subsets_by_hand():
     assert counts["questions without candidates (counted wrong)"] == 1
     # no scores at all: baselines only
     res, _, _ = evaluate(qs, None, [4])
-    assert "orm" not in res["accuracy"] and "self_consistency" in res["accuracy"]
+    assert "prm:last" not in res["accuracy"] and "self_consistency" in res["accuracy"]
 
 
 # --- the fast scorer against one forward pass per prefix --------------------------------------------------
@@ -230,9 +244,9 @@ def test_score_select_tables_end_to_end_with_resume(tmp_path, tiny_models, image
     assert mv["total"] == 4  # q1 q2 q4 q5 of the question file; q3 is unknown
     c = mv["counts"]
     assert c["unknown question ids (left out)"] == 1 and c["questions without candidates (counted wrong)"] == 1
-    assert c["candidates without steps (rank last for PRM and ORM)"] == 1
+    assert c["candidates without steps (rank last for the PRM)"] == 1
     assert c["questions with fewer than 4 candidates"] == 2  # q2, q4
-    assert c["questions without PRM scores (PRM and ORM pick the lowest sample index)"] == 1  # q4
+    assert c["questions without scores (the lowest sample index is picked)"] == 1  # q4
     acc = mv["accuracy"]
     assert acc["oracle"]["4"] == pytest.approx(50) and acc["base"]["4"] == pytest.approx(25)
     assert acc["self_consistency"]["4"] == pytest.approx(25)  # q1: A x2 vs B x2 -> A (sample 0, wrong); q2 right
@@ -259,6 +273,89 @@ def test_score_select_tables_end_to_end_with_resume(tmp_path, tiny_models, image
     res2 = bon.select_benchmarks(parse_args(SelectConfig, ["--path", str(tmp_path), "--benchmarks", "mathvista",
                                                            "--n", "1,3", "--aggregation", "min"]))
     assert set(res2["benchmarks"]["mathvista"]["accuracy"]["prm:min"]) == {"1", "3"}
+
+
+def test_unit_response_scores_each_whole_candidate_once(tmp_path, tiny_models, image_files, monkeypatch):
+    """An ORM run: one score per candidate, equal to scoring Sample(image, question, [response]) directly; a
+    candidate without a final answer is not scored and ranks last."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    write_candidates(tmp_path, image_files[1])
+    (tmp_path / "data/mmstar.jsonl").write_text('{"id": 0}\n')
+    with open(tmp_path / "runs/rollouts/mathvista.jsonl", "a") as f:  # q2 gets a candidate without a final answer
+        f.write(json.dumps({"id": "q2", "sample": 2, "response": "Step 1: Add.\n\nI give up.", "input": "1 + 2?",
+                            "true_false": False}) + "\n")
+    prm = PRM.from_pretrained(str(tiny_models["prm"]), "cpu", "fp32", "paper")
+    torch.manual_seed(0)
+    torch.nn.init.normal_(prm.head.weight, std=0.05)
+    prm.save_pretrained(tmp_path / "orm_prm")
+    args = run_args(tmp_path, tmp_path / "orm_prm", "--unit", "response", "--name", "orm", "--batch_size", "3")
+    bon.score_benchmarks(parse_args(ScoreConfig, args))
+    lines = [json.loads(x) for x in (tmp_path / "runs/bon/orm/mathvista.scores.jsonl").read_text().splitlines()]
+    recs = {(r["id"], r["sample"]): r for r in map(json.loads, (tmp_path / "runs/rollouts/mathvista.jsonl").open())}
+    got, want = {}, []
+    for q in lines:
+        assert q["unit"] == "response" and q["format"] == "paper"
+        for c in q["candidates"]:
+            r = recs[(q["id"], c["sample"])]
+            if (q["id"], c["sample"]) == ("q2", 2):
+                assert c["scores"] == []
+                continue
+            assert len(c["scores"]) == 1  # also the candidate without steps (q1, sample 2)
+            got[(q["id"], c["sample"])] = c["scores"][0]
+            want.append(Sample(r.get("image_path"), r["input"], [r["response"]]))
+    assert len(got) == 7
+    ref = naive_scores(prm, want).tolist()
+    assert list(got.values()) == pytest.approx(ref, abs=1e-4)
+    res = json.loads((tmp_path / "runs/bon/orm/results.json").read_text())
+    mv = res["benchmarks"]["mathvista"]
+    assert res["unit"] == mv["unit"] == "response" and "orm" in mv["accuracy"]
+    assert not any(m.startswith("prm:") for m in mv["accuracy"])
+    assert mv["counts"]["candidates without a final answer (rank last for the ORM)"] == 1
+    sel = [json.loads(x) for x in (tmp_path / "runs/bon/orm/mathvista.selected.jsonl").read_text().splitlines()]
+    q1 = [c["scores"][0] for q in lines if q["id"] == "q1" for c in q["candidates"]]
+    assert sel[0]["method"] == "orm" and sel[0]["sample"] == pick_best(q1) and sel[0]["score"] == max(q1)
+    with pytest.raises(bon.DataError, match="per response"):  # its scores are not continued per step
+        bon.score_benchmarks(parse_args(ScoreConfig, run_args(tmp_path, tmp_path / "orm_prm", "--name", "orm",
+                                                              "--resume")))
+
+
+def _run(name, unit, acc):
+    """A results.json of one run on two benchmarks: `acc` method -> (mathvista, mmstar) accuracy at N = 8."""
+    return {"run": name, "aggregation": "mean_log_odds", "n": [8], "unit": unit,
+            "benchmarks": {b: {"accuracy": {m: {"8": v[k]} for m, v in acc.items()}} for k, b in
+                           enumerate(("mathvista", "mmstar"))}}
+
+
+def test_table1_orm_row_is_the_trained_orm_and_the_proxy_is_labelled_apart(tmp_path, capsys):
+    base = {"base": (50, 40), "self_consistency": (55, 45), "oracle": (90, 80), "random": (50, 40)}
+    results = {"dreamprm": _run("dreamprm", "step", {**base, "prm:mean_log_odds": (60, 50), "prm:last": (52, 42)}),
+               "vanilla": _run("vanilla", "step", {**base, "prm:mean_log_odds": (58, 48), "prm:last": (51, 41)}),
+               "orm": _run("orm", "response", {**base, "orm": (57, 47)})}
+    rows = lambda md: {r.split(" | ")[0].strip("| "): r for r in md.splitlines() if r.startswith("| ")}  # noqa
+    md, tex = bon.table1(results)
+    t = rows(md)
+    assert t["ORM"] == "| ORM | 57.0 (65.3) | 47.0 (60.1) | 52.0 (62.7) |"
+    proxy = "ORM proxy: DreamPRM last-step score (ablation)"
+    assert t[proxy] == f"| {proxy} | 52.0 (—) | 42.0 (—) | 47.0 (—) |"
+    assert list(t).index(proxy) == list(t).index("ORM") + 1 and "ORM proxy" in md.split("\n\n")[0]
+    assert "ORM proxy: DreamPRM last-step score (ablation) &" in tex
+    t = rows(bon.table1(results, orm_proxy="vanilla")[0])
+    assert t["ORM proxy: vanilla last-step score (ablation)"].startswith("| ORM proxy: vanilla last-step score "
+                                                                        "(ablation) | 51.0 (—)")
+    assert not any("proxy" in k for k in rows(bon.table1(results, orm_proxy="none")[0]))
+    # without a trained ORM the ORM row is empty: the proxy never stands in for it
+    del results["orm"]
+    t = rows(bon.table1(results)[0])
+    assert t["ORM"] == "| ORM | — (65.3) | — (60.1) | — (62.7) |" and proxy in t
+    # write_tables finds the ORM run among the runs, by name
+    results["orm"] = _run("orm", "response", {**base, "orm": (57, 47)})
+    for name, r in results.items():
+        (tmp_path / "bon" / name).mkdir(parents=True)
+        (tmp_path / "bon" / name / "results.json").write_text(json.dumps(r))
+    bon.write_tables(parse_args(TablesConfig, ["--path", str(tmp_path), "--runs", "bon", "--figs", "figs"]))
+    assert "| ORM | 57.0 (65.3) |" in (tmp_path / "bon/tables/table1.md").read_text()
+    assert not (tmp_path / "bon/tables/ablation_orm.md").exists()
+    assert "warning" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("script, cls", [("score.py", ScoreConfig), ("pick.py", SelectConfig),

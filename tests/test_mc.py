@@ -14,7 +14,8 @@ from dreamprm.backends import Backend, TransformersBackend, stable_seed
 from dreamprm.cli import parse_args
 from dreamprm.io import DataError, read_records, write_jsonl
 from dreamprm.judge import Judge
-from dreamprm.mc import NODE_FIELDS, build_tree, node_key, paper_rule, to_trl
+from dreamprm.export import to_trl
+from dreamprm.mc import NODE_FIELDS, build_tree, node_key, paper_rule
 from dreamprm.selection import balance, meta_rule
 from conftest import load_script
 
@@ -129,6 +130,101 @@ def test_rules_and_cap_are_configurable(root):
     assert paper_rule(1, 2, 4, 16) == 2 and paper_rule(2, 5, 4, 16) == 11
     with pytest.raises(ValueError, match="min_rollouts <= max_rollouts"):
         estimate(root, "--min_rollouts", "5", "--max_rollouts", "4", "--resume")
+
+
+class ShortPolicy(FakePolicy):
+    """FakePolicy whose completion is, for `pct` percent of the seeds, a bare "Final answer: x" (15 characters)."""
+
+    def __init__(self, pct=40):
+        super().__init__()
+        self.pct = pct
+
+    @staticmethod
+    def text(node, seed, pct) -> str:
+        answer = "4" if FakePolicy.right(node, seed) else "7"
+        if stable_seed("short", seed) % 100 < pct:
+            return f"Final answer: {answer}"
+        return f"Step 9: go on with the reasoning.\n\nFinal answer: {answer}"
+
+    def generate(self, requests, n, temperature, max_new_tokens):
+        self.sizes.append(len(requests))
+        return [[self.text(r.question, r.seed, self.pct)] * n for r in requests]
+
+
+def sequential_short(node, last, lo, hi, pct, chars=30, cap=4, seed=42):
+    """The paper's loop with the short-completion rule, one draw at a time: (score, times, discarded, exempt)."""
+    score, times, discarded, exempt = node["score"], node["times"], 0, 0
+    while (0 < score < times or times < lo) and times < hi:
+        for d in range(cap + 1):
+            text = ShortPolicy.text(node, stable_seed(seed, node["id"], node["sample"], node["sid"], times,
+                                                      *([d] if d else [])), pct)
+            if len(text) > chars or d == cap:
+                break
+            if node["sid"] == last:
+                exempt += 1
+                break
+            discarded += 1
+        score += text.endswith("4")
+        times += 1
+    return score, times, discarded, exempt
+
+
+def last_sids(tree):
+    return {n["id"]: max(m["sid"] for m in tree if m["id"] == n["id"]) for n in tree}
+
+
+@pytest.mark.parametrize("pool", [1, 64])
+def test_short_completions_are_redrawn_not_counted_and_the_last_step_is_exempt(root, pool):
+    stats = estimate(root, "--max_rollouts", "8", "--pool", str(pool), "--out", f"short{pool}.jsonl",
+                     backend=ShortPolicy())
+    got, tree = read_records(root / f"short{pool}.jsonl"), read_records(root / "tree.jsonl")
+    last = last_sids(tree)
+    want = [sequential_short(t, last[t["id"]], 4, 8, 40) for t in tree]
+    assert [(n["score"], n["times"]) for n in got] == [w[:2] for w in want]
+    assert stats["discarded"] == sum(w[2] for w in want) > 0
+    assert sum(w[3] for w in want) > 0  # short completions at a last step were counted, not redrawn
+    assert stats["completions"] == sum(n["times"] - 1 for n in got) + stats["discarded"]
+    # identical whatever the pool: the file of pool 1 equals the file of pool 64
+    if pool == 64:
+        estimate(root, "--max_rollouts", "8", "--pool", "1", "--out", "short1.jsonl", backend=ShortPolicy())
+        assert (root / "short1.jsonl").read_bytes() == (root / "short64.jsonl").read_bytes()
+
+
+def test_after_the_redraw_cap_the_short_draw_counts(root):
+    stats = estimate(root, "--max_rollouts", "6", "--max_redraws", "2", backend=ShortPolicy(pct=100))
+    got, last = read_records(root / "runs" / "mc" / "estimate.jsonl"), last_sids(read_records(root / "tree.jsonl"))
+    inner = sum(n["times"] - 1 for n in got if n["sid"] < last[n["id"]])
+    assert inner > 0 and stats["short_counted"] == inner and stats["discarded"] == 2 * inner
+    assert stats["completions"] == sum(n["times"] - 1 for n in got) + stats["discarded"]
+
+
+def test_the_short_completion_rule_can_be_turned_off_and_is_moot_when_greedy(root):
+    stats = estimate(root, "--max_rollouts", "8", "--min_completion_chars", "0", backend=ShortPolicy())
+    got, tree = read_records(root / "runs" / "mc" / "estimate.jsonl"), read_records(root / "tree.jsonl")
+    want = [sequential_short(t, 0, 4, 8, 40, cap=0) for t in tree]  # every first draw counts
+    assert [(n["score"], n["times"]) for n in got] == [w[:2] for w in want]
+    assert stats["discarded"] == stats["short_counted"] == 0
+    # greedy decoding would draw the same text again: a short completion counts at once
+    stats = estimate(root, "--max_rollouts", "8", "--temperature", "0", "--out", "greedy.jsonl",
+                     backend=ShortPolicy(pct=100))
+    assert stats["discarded"] == 0 < stats["short_counted"]
+
+
+def test_a_completion_prompt_file_reaches_the_policy(root):
+    class Recorder(FakePolicy):
+        def generate(self, requests, n, temperature, max_new_tokens):
+            self.texts = getattr(self, "texts", []) + [r.text for r in requests]
+            return super().generate(requests, n, temperature, max_new_tokens)
+
+    (root / "p").mkdir()
+    (root / "p" / "completion.txt").write_text("Go on {{prefix}}: {question} | {prefix}\n")
+    backend = Recorder()
+    try:
+        estimate(root, "--prompts_dir", "p", "--max_rollouts", "4", backend=backend)
+    finally:
+        from dreamprm import prompts
+        prompts.load_templates()
+    assert backend.texts[0] == "Go on {prefix}: Question 0? | Step 1: part 1.\n\n"
 
 
 def test_estimation_resumes_after_a_crash_and_shards_merge(root):
@@ -249,6 +345,26 @@ def test_meta_data_cli_and_bad_input(tmp_path):
                                                     "--out", "m2.jsonl"])
 
 
+def test_the_released_rollout_layout_feeds_tree_and_meta_data(tmp_path):
+    """The authors' rollouts: one JSON array per rollout index (0.json .. 3.json), records {id, response, input,
+    true_false} without `sample`, labels as JSON bools or hand-written "true"/"false" strings."""
+    d = tmp_path / "inference/results/MMMU/InternVL-MPO"
+    d.mkdir(parents=True)
+    for k in range(4):  # question 0: right in files 1 and 3 only; 1: always right; 2: always wrong
+        recs = [{"id": q, "response": response(2, "A"), "input": f"Question: q{q}?\nOptions: (A) 1 (B) 2",
+                 "true_false": ok, "ground_truth": "A", "image_path": None}
+                for q, ok in ((0, k % 2 == 1), (1, "true"), (2, "False"))]
+        (d / f"{k}.json").write_text(json.dumps(recs, indent=4))
+    meta, stats = load_script("inference/meta_data.py").main(
+        ["--path", str(tmp_path), "--responses", "inference/results/MMMU/InternVL-MPO/*.json"])
+    assert [(m["id"], m["sample"], m["true_false"]) for m in meta] == [(0, 1, True), (0, 0, False), (1, 0, True),
+                                                                        (2, 0, False)]
+    nodes, _ = load_script("MC/tree.py").main(["--path", str(tmp_path), "--responses",
+                                               "inference/results/MMMU/InternVL-MPO/*.json"])
+    assert len(nodes) == 3 * 4 * 2 and {n["sample"] for n in nodes} == {0, 1, 2, 3}
+    assert [n["score"] for n in nodes if n["id"] == 1] == [1] * 8
+
+
 def test_train_data_cli_and_trl_export(root):
     estimate(root, "--max_rollouts", "6")
     train, stats = load_script("MC/train_data.py").main(["--path", str(root), "--per_domain", "5"])
@@ -256,8 +372,8 @@ def test_train_data_cli_and_trl_export(root):
     assert all(set(NODE_FIELDS) <= set(t) for t in read_records(root / "runs" / "mc" / "train.jsonl"))
     rows = load_script("MC/export_trl.py").main(["--path", str(root)])
     assert len(rows) == 6 and rows[1]["prompt"] == "Question 1?"
-    assert rows[1]["completions"] == ["Step 1: part 1.\n\n", "Step 2: part 2.\n\n", "Step 3: part 3.\n\n"]
-    assert all(isinstance(x, float) for x in rows[1]["labels"]) and len(rows[1]["labels"]) == 3
+    assert rows[1]["completions"] == ["Step 1: part 1.", "Step 2: part 2.", "Step 3: part 3."]
+    assert all(isinstance(x, bool) for x in rows[1]["labels"]) and len(rows[1]["labels"]) == 3
     hard, skipped = to_trl([n for n in read_records(root / "runs" / "mc" / "estimate.jsonl")
                             if (n["id"], n["sid"]) != ("q1", 2)], threshold=0.0)
     assert [len(r["labels"]) for r in hard][:2] == [2, 1] and all(isinstance(x, bool) for x in hard[0]["labels"])
