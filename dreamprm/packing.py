@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .prm import PRM, Sample, paper_text
+from .prm import PRM, Sample
 
 
 def _trie(seqs: list[list[int]]) -> tuple[list[int], list[int], list[int], list[int]]:
@@ -35,9 +35,8 @@ def _trie(seqs: list[list[int]]) -> tuple[list[int], list[int], list[int], list[
 class TreeScorer:
     """`score(samples)` gives what one forward pass per step prefix gives, in two passes per question.
 
-    Every prefix is its own token sequence, exactly as the reference tokenizes it (`paper`: the chat template
-    with question + "\\n\\n" + prefix and the assistant header; `stepwise`: the question in the user turn, the
-    prefix in the assistant turn), read at its last token. Samples with the same image and question form a
+    Every prefix is its own token sequence, exactly as the training encoder builds it
+    (`PRMEncoder.sequences`), read at its last token. Samples with the same image and question form a
     group; their sequences share a trunk (system prompt, image, question, often the first words).
     Pass 1 runs the trunk once, vision tower included, and keeps its keys and values. Pass 2 runs one row per
     candidate: the token trie of the candidate's prefix sequences after the trunk (shared tokens once), each
@@ -47,16 +46,7 @@ class TreeScorer:
 
     def __init__(self, prm: PRM):
         self.prm, self.enc = prm, prm.encoder
-        self.tok = self.enc.tok
-        self.image_id = self.tok.convert_tokens_to_ids(self.enc.image_token)
-        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-
-    def _texts(self, s: Sample, n_tok: int) -> list[str]:
-        has = s.image is not None
-        if self.prm.fmt == "paper":
-            return [self.enc.header(paper_text(s.question, p), has, n_tok) for p in s.prefixes]
-        head = self.enc.header(s.question, has, n_tok)
-        return [head + p for p in s.prefixes]
+        self.image_id, self.pad_id = self.enc.image_id, self.enc.pad_id
 
     def score(self, samples: list[Sample], grad: bool = False) -> torch.Tensor:
         """One score per prefix, flattened in sample order; `grad=True` keeps the graph (training)."""
@@ -87,12 +77,7 @@ class TreeScorer:
             if key not in features:
                 features[key] = inner.get_image_features(pv.to(dev, model.dtype), grid.to(dev), return_dict=True)
             extra["mm_encoder_outputs"] = {"image": features[key]}
-        texts = [self._texts(s, n_tok) for s in group]
-        ids = self.tok([t for ts in texts for t in ts], add_special_tokens=False)["input_ids"]
-        seqs, k = [], 0
-        for ts in texts:
-            seqs.append(ids[k:k + len(ts)])
-            k += len(ts)
+        seqs = self.enc.sequences(group, [n_tok] * len(group))
         flat = [q for ss in seqs for q in ss]
         # trunk: the common beginning, leaving every sequence at least its last token for pass 2
         T = min(len(q) for q in flat) - 1

@@ -7,10 +7,15 @@ Everything the PRM scores is a `Sample`: an image, a question and the step prefi
 candidate is a sample with all its prefixes. Two input formats, used alike by training and scoring:
 
 - `paper` (default, the paper's): one sequence per prefix; the user turn holds the image and
-  `question + "\\n\\n" + prefix`, the assistant header is appended, the score is read at the last token.
+  `question + "\n\n" + prefix`, the assistant header is appended, the score is read at the last token.
 - `stepwise`: one sequence per sample; the user turn holds the image and the question, the assistant turn
-  holds the longest prefix, and a score is read at the last token of every prefix. One forward pass scores
+  holds the response, and a score is read at the last token of every prefix. One forward pass scores
   all prefixes; a prefix's score only sees tokens up to its end (causal attention).
+
+Where a prefix ends and where its score is read is defined once, here (`scored_text`, `PRMEncoder.sequences`),
+and used by training (lower and upper level) and by every scorer: the same response and step get the same
+tokens whether the prefix came from a train record (with or without a separator after its last step), a meta
+record or a BoN candidate. See `PREFIX_ENDS`.
 
 Speed without changing a number: each distinct image in a batch goes through the vision tower once (a
 meta record's prefixes or a question's N candidates share it); only read positions are projected onto the
@@ -32,6 +37,11 @@ HEAD_FILE = "prm_head.pt"
 CONFIG_FILE = "prm_config.json"  # the input format the PRM was trained with: scoring must use the same
 PRM_MAX_SIDE = 512  # the paper resizes PRM images so the longest side is at most 512 px
 FORMATS = ("paper", "stepwise")
+# `stripped` (default): the question and every prefix lose their surrounding whitespace, so a step's score is
+# read at its own last token, never at a separator that one source writes and another does not (the released
+# train data ends `add` at the step's text, our tree and the released split_step end it after "\n\n").
+# `raw`: the text exactly as the record has it (the released code's behaviour).
+PREFIX_ENDS = ("stripped", "raw")
 
 
 @dataclass
@@ -43,6 +53,26 @@ class Sample:
 
 def paper_text(question: str, prefix: str) -> str:
     return question + "\n\n" + prefix if prefix else question
+
+
+def scored_text(sample: Sample, prefix_end: str = "stripped") -> tuple[str, list[str]]:
+    """The question and the step prefixes exactly as the PRM sees them (see PREFIX_ENDS)."""
+    if prefix_end == "raw":
+        return sample.question, list(sample.prefixes)
+    if prefix_end != "stripped":
+        raise ValueError(f"prefix_end must be one of {PREFIX_ENDS}; got {prefix_end!r}")
+    return sample.question.strip(), [p.strip() for p in sample.prefixes]
+
+
+def step_segments(prefixes: list[str]) -> list[str]:
+    """Nested prefixes -> the text each step adds (segment k = prefix k minus prefix k-1)."""
+    out, prev = [], ""
+    for p in prefixes:
+        if not p.startswith(prev):
+            raise ValueError("stepwise format needs nested prefixes of one response")
+        out.append(p[len(prev):])
+        prev = p
+    return out
 
 
 @dataclass
@@ -63,11 +93,17 @@ class PRMBatch:
 class PRMEncoder:
     """Turns samples into a `PRMBatch` (CPU work only, so it can run in DataLoader workers)."""
 
-    def __init__(self, processor, fmt: str = "paper", max_side: int = PRM_MAX_SIDE, image_cache: int = 256):
+    def __init__(self, processor, fmt: str = "paper", max_side: int = PRM_MAX_SIDE, image_cache: int = 256,
+                 prefix_end: str = "stripped"):
         if fmt not in FORMATS:
             raise ValueError(f"PRM input format must be one of {FORMATS}; got {fmt!r}")
+        if prefix_end not in PREFIX_ENDS:
+            raise ValueError(f"prefix_end must be one of {PREFIX_ENDS}; got {prefix_end!r}")
         self.processor, self.tok, self.fmt, self.max_side = processor, processor.tokenizer, fmt, max_side
+        self.prefix_end = prefix_end
         self.image_token = processor.image_token
+        self.image_id = self.tok.convert_tokens_to_ids(self.image_token)
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         self.merge = processor.image_processor.merge_size ** 2
         self._cache: dict = {}
         self._cache_size = image_cache
@@ -89,14 +125,45 @@ class PRMEncoder:
         s = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
         return s.replace(self.image_token, self.image_token * n_image_tokens, 1) if has_image else s
 
-    def __call__(self, samples: list[Sample]) -> PRMBatch:
-        keys, pixels, grids = {}, [], []
-        texts, reads, image_of_row = [], [], []  # reads: per row, character offsets to read at
-        for s in samples:
+    def sequences(self, samples: list[Sample], n_image_tokens: list[int]) -> list[list[list[int]]]:
+        """Token ids of every prefix's own sequence, per sample; each prefix's score is read at its last token.
+
+        `paper`: the chat template around question + "\n\n" + prefix, assistant header appended.
+        `stepwise`: the template with the question, up to the assistant header, then the step segments, each
+        tokenized on its own, so the tokens of a prefix never depend on what follows it (BPE merges
+        punctuation with a following newline in Qwen2's tokenizer, which would otherwise move the read
+        position of a step when the next one is present). Prefix k's sequence extends prefix k-1's.
+        """
+        texts, shape = [], []  # shape: per sample, how many strings it contributed
+        for s, n_tok in zip(samples, n_image_tokens):
             if not s.prefixes:
                 raise ValueError(f"sample without step prefixes: {s.question[:60]!r}")
-            img = -1
-            n_tok = 0
+            question, prefixes = scored_text(s, self.prefix_end)
+            has = s.image is not None
+            if self.fmt == "paper":
+                texts += [self.header(paper_text(question, p), has, n_tok) for p in prefixes]
+                shape.append(len(prefixes))
+            else:
+                texts += [self.header(question, has, n_tok), *step_segments(prefixes)]
+                shape.append(len(prefixes) + 1)
+        ids = self.tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+        out, k = [], 0
+        for n in shape:
+            part, k = ids[k:k + n], k + n
+            if self.fmt == "paper":
+                out.append(part)
+            else:
+                seqs, seq = [], list(part[0])
+                for seg in part[1:]:
+                    seq = seq + seg
+                    seqs.append(seq)
+                out.append(seqs)
+        return out
+
+    def __call__(self, samples: list[Sample]) -> PRMBatch:
+        keys, pixels, grids, img_of_sample, n_toks = {}, [], [], [], []
+        for s in samples:
+            img, n_tok = -1, 0
             if s.image is not None:
                 key = s.image if isinstance(s.image, (str, Path)) else id(s.image)
                 if key not in keys:
@@ -106,37 +173,29 @@ class PRMEncoder:
                     grids.append(thw)
                 img = keys[key]
                 n_tok = int(grids[img].prod()) // self.merge
+            img_of_sample.append(img)
+            n_toks.append(n_tok)
+        rows_ids, reads, image_of_row = [], [], []  # reads: per row, token indices to read at
+        for img, seqs in zip(img_of_sample, self.sequences(samples, n_toks)):
             if self.fmt == "paper":
-                for p in s.prefixes:
-                    texts.append(self.header(paper_text(s.question, p), img >= 0, n_tok))
-                    reads.append([None])  # None: the last token
-                    image_of_row.append(img)
-            else:
-                head = self.header(s.question, img >= 0, n_tok)
-                full = s.prefixes[-1]
-                for p in s.prefixes:
-                    if not full.startswith(p):
-                        raise ValueError("stepwise format needs nested prefixes of one response")
-                texts.append(head + full)
-                reads.append([len(head) + len(p) for p in s.prefixes])
+                rows_ids += seqs
+                reads += [[len(q) - 1] for q in seqs]
+                image_of_row += [img] * len(seqs)
+            else:  # one row: the longest sequence holds every shorter one
+                rows_ids.append(seqs[-1])
+                reads.append([len(q) - 1 for q in seqs])
                 image_of_row.append(img)
-        enc = self.tok(texts, padding=True, return_tensors="pt", return_offsets_mapping=self.fmt == "stepwise",
-                       add_special_tokens=False)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
+        width = max(len(r) for r in rows_ids)
+        ids = torch.full((len(rows_ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows_ids), width), dtype=torch.long)
         rows, cols = [], []
-        for r, ends in enumerate(reads):
-            if ends == [None]:
-                rows.append(r)
-                cols.append(ids.shape[1] - 1)
-                continue
-            starts = enc["offset_mapping"][r, :, 0].tolist()
-            valid = mask[r].tolist()
-            for end in ends:  # the last real token that starts before the prefix's end
-                c = max(i for i, (st, v) in enumerate(zip(starts, valid)) if v and st < end)
-                rows.append(r)
-                cols.append(c)
-        image_id = self.tok.convert_tokens_to_ids(self.image_token)
-        inputs = {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": (ids == image_id).long()}
+        for r, (q, ends) in enumerate(zip(rows_ids, reads)):
+            pad = width - len(q)  # left padding: the last real token sits at -1
+            ids[r, pad:] = torch.tensor(q, dtype=torch.long)
+            mask[r, pad:] = 1
+            rows += [r] * len(ends)
+            cols += [pad + e for e in ends]
+        inputs = {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": (ids == self.image_id).long()}
         image_inputs = {}
         if pixels:
             row_grids = [grids[i] for i in image_of_row if i >= 0]
@@ -145,31 +204,38 @@ class PRMEncoder:
         return PRMBatch(inputs, torch.tensor(rows), torch.tensor(cols), image_inputs, image_of_row)
 
 
+def saved_config(name: str | Path) -> dict:
+    """What a trained PRM directory records of how it reads its input ({} for a base model or hub id)."""
+    f = Path(name) / CONFIG_FILE
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
 def saved_format(name: str | Path) -> str | None:
     """The input format recorded in a trained PRM directory, None for a base model or hub id."""
-    f = Path(name) / CONFIG_FILE
-    return json.loads(f.read_text()).get("input_format") if f.is_file() else None
+    return saved_config(name).get("input_format")
 
 
 class PRM(nn.Module):
-    def __init__(self, backbone, processor, fmt: str = "paper"):
+    def __init__(self, backbone, processor, fmt: str = "paper", prefix_end: str = "stripped"):
         super().__init__()
         self.backbone = backbone
         self.processor = processor
-        self.encoder = PRMEncoder(processor, fmt)
+        self.encoder = PRMEncoder(processor, fmt, prefix_end=prefix_end)
         vocab = backbone.config.get_text_config().vocab_size
         # The head stays fp32 whatever the backbone's dtype: it is tiny and sums over the whole vocabulary.
         self.head = nn.Linear(vocab, 1, device=backbone.device, dtype=torch.float32)
 
     @classmethod
     def from_pretrained(cls, name: str = PRM_BASE, device: str | None = None, precision: str = "auto",
-                        fmt: str | None = None) -> "PRM":
+                        fmt: str | None = None, prefix_end: str | None = None) -> "PRM":
         """A trained PRM directory (backbone + head), or a base VLM whose head starts freshly initialised.
 
-        `fmt` None: the format the PRM was trained with (its prm_config.json), else `paper`."""
-        fmt = fmt or saved_format(name) or "paper"
+        `fmt` / `prefix_end` None: what the PRM was trained with (its prm_config.json), else the defaults."""
+        saved = saved_config(name)
+        fmt = fmt or saved.get("input_format") or "paper"
+        prefix_end = prefix_end or saved.get("prefix_end") or "stripped"
         backbone, processor = load_vlm(name, device, precision)
-        prm = cls(backbone, processor, fmt)
+        prm = cls(backbone, processor, fmt, prefix_end)
         head = Path(name) / HEAD_FILE
         if head.is_file():
             prm.head.load_state_dict(torch.load(head, map_location=backbone.device, weights_only=True))
@@ -181,7 +247,7 @@ class PRM(nn.Module):
         (backbone or self.backbone).save_pretrained(out)
         self.processor.save_pretrained(out)
         torch.save(self.head.state_dict(), out / HEAD_FILE)
-        (out / CONFIG_FILE).write_text(json.dumps({"input_format": self.fmt}) + "\n")
+        (out / CONFIG_FILE).write_text(json.dumps({"input_format": self.fmt, "prefix_end": self.prefix_end}) + "\n")
 
     @property
     def device(self) -> torch.device:
@@ -190,6 +256,10 @@ class PRM(nn.Module):
     @property
     def fmt(self) -> str:
         return self.encoder.fmt
+
+    @property
+    def prefix_end(self) -> str:
+        return self.encoder.prefix_end
 
     def forward(self, batch: PRMBatch) -> torch.Tensor:
         """One score in (0, 1) per prefix of the encoded samples, in order."""

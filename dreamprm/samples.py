@@ -5,7 +5,7 @@ training (lower and upper level) and best-of-N scoring cannot drift apart.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,20 @@ def as_label(value, where: str) -> float:
         return float(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return float(value.strip().lower() in ("true", "1"))
-    raise DataError(f"{where}: true_false must be true/false, got {value!r}")
+    raise DataError(f"{where}: true_false must be true or false, got {value!r}")
+
+
+def policy_responses(records: list[dict], where: str = "responses"):
+    """(record number, record, true_false as a bool) for each policy record, in order. A label may be a JSON
+    bool, 0/1 or "true"/"false" (hand-written files); a response (id, sample) that appears twice is an error."""
+    seen: dict = {}
+    for i, r in enumerate(records, 1):
+        key = (r["id"], r.get("sample", 0))
+        if key in seen:
+            raise DataError(f"{where}: record {i}: response (id={key[0]!r}, sample={key[1]}) appears twice "
+                            f"(first at record {seen[key]})")
+        seen[key] = i
+        yield i, r, bool(as_label(r["true_false"], f"{where}: record {i}"))
 
 
 @dataclass
@@ -54,14 +67,18 @@ class TrainData:
     ids: list = field(default_factory=list)  # question id of each sample (the records' `id`)
 
 
-def load_train(path: Path, root: Path, fmt: str) -> TrainData:
-    """Train records -> samples. Missing images are counted and skipped, malformed records are errors."""
+def load_train(path: Path, root: Path, fmt: str, prefix_end: str = "stripped") -> TrainData:
+    """Train records -> samples. Missing images are counted and skipped, malformed records are errors.
+
+    Stepwise groups the nodes of one response (same id, sample, question and image) into one sample when their
+    prefixes nest as the PRM will see them (`prefix_end`); nodes that do not nest are scored apart."""
     records = read_records(path, required=TRAIN_FIELDS)
     skipped: dict = defaultdict(int)
     groups: dict = defaultdict(list)
     exists: dict = {}
+    seen = (lambda t: t.strip()) if prefix_end == "stripped" else (lambda t: t)
     for i, r in enumerate(records):
-        where = f"{path}: record {i}"
+        where = f"{path}: record {i + 1}"
         acc = r["accuracy"]
         if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
             raise DataError(f"{where}: accuracy must be a number in [0, 1], got {acc!r}")
@@ -72,17 +89,15 @@ def load_train(path: Path, root: Path, fmt: str) -> TrainData:
         if img is not None and exists.setdefault(img, img.is_file()) is False:
             skipped["missing image"] += 1
             continue
-        # Nodes of one response share question and image; stepwise scores them in one pass.
-        key = (r.get("id", i), r["input"], str(img)) if fmt == "stepwise" else i
+        key = (r.get("id", i), r.get("sample", 0), r["input"], str(img)) if fmt == "stepwise" else i
         groups[key].append((str(r["add"]), float(acc), canonical(str(r["dataset"])), img, r.get("id", i)))
     samples, labels, domains, ids = [], [], [], []
     for key, nodes in groups.items():
-        nodes.sort(key=lambda n: len(n[0]))
-        question = key[1] if fmt == "stepwise" else records[key]["input"]
-        chain = [n for n in nodes]
-        longest = chain[-1][0]
-        nested = all(longest.startswith(n[0]) for n in chain)
-        parts = [chain] if nested else [[n] for n in chain]  # inconsistent data: score nodes apart
+        nodes.sort(key=lambda n: len(seen(n[0])))
+        question = key[2] if fmt == "stepwise" else records[key]["input"]
+        longest = seen(nodes[-1][0])
+        nested = all(longest.startswith(seen(n[0])) for n in nodes)
+        parts = [nodes] if nested else [[n] for n in nodes]  # inconsistent data: score nodes apart
         for part in parts:
             samples.append(Sample(part[0][3], question, [n[0] for n in part]))
             labels.append([n[1] for n in part])
@@ -99,6 +114,34 @@ class MetaData:
     labels: list[float]
     skipped: dict
     without_steps: int  # records handled by the no-step rule
+    # label ("true"/"false") -> {"with steps": n, "without steps": n}, over every record read (before the rule)
+    steps_by_label: dict = field(default_factory=dict)
+    path: str = ""
+
+    def table(self) -> str:
+        rows = [f"  {'label':<7}{'with steps':>12}{'without steps':>15}"]
+        for label in ("true", "false"):
+            c = self.steps_by_label.get(label, {})
+            rows.append(f"  {label:<7}{c.get('with steps', 0):>12}{c.get('without steps', 0):>15}")
+        return "\n".join(rows)
+
+    def warning(self) -> str | None:
+        """Plain words when one label never comes with step text: the upper level can then tell right from wrong
+        by the presence of steps alone (the authors' released meta.json: every false record is a bare question)."""
+        c = self.steps_by_label
+        total = {k: v.get("with steps", 0) + v.get("without steps", 0) for k, v in c.items()}
+        bare = [k for k in ("true", "false") if total.get(k) and not c[k].get("with steps")]
+        if not bare:
+            return None
+        other = "false" if bare[0] == "true" else "true"
+        has = c.get(other, {}).get("with steps", 0)
+        return (f"{self.path}: every {bare[0]} record ({total[bare[0]]}) is a bare question without step text"
+                + (f", while {has} {other} records have steps" if has else "")
+                + ": the upper level can learn 'no steps = " + ("right" if bare[0] == "true" else "wrong")
+                + "' instead of judging the reasoning, and the domain weights follow that. Make a meta set whose "
+                "right and wrong records both hold responses: python inference/mmmu_pro.py --path . && "
+                "python inference/meta_data.py --path . (scripts/04_meta_data.sh), or pass "
+                "--meta_without_steps skip.")
 
 
 def meta_sample(record: dict, image, rule: str = "whole") -> Sample | None:
@@ -122,19 +165,22 @@ def load_meta(path: Path, root: Path, rule: str = "whole") -> MetaData:
         raise ValueError(f"meta rule must be one of {NO_STEP_RULES}; got {rule!r}")
     records = read_records(path, required=META_FIELDS)
     samples, labels, skipped, without = [], [], defaultdict(int), 0
+    split: dict = {"true": Counter(), "false": Counter()}
     for i, r in enumerate(records):
-        label = as_label(r["true_false"], f"{path}: record {i}")
+        label = as_label(r["true_false"], f"{path}: record {i + 1}")
         img = image_path(r, root)
         if img is not None and not img.is_file():
             skipped["missing image"] += 1
             continue
+        has_steps = bool(find_steps(str(r["input"])))
+        split["true" if label else "false"]["with steps" if has_steps else "without steps"] += 1
         s = meta_sample(r, img, rule)
         if s is None:
             skipped["no step text (rule skip)"] += 1
             continue
-        without += s.prefixes == [""]
+        without += not has_steps
         samples.append(s)
         labels.append(label)
     if not samples:
         raise DataError(f"{path}: no usable meta record ({dict(skipped)})")
-    return MetaData(samples, labels, dict(skipped), without)
+    return MetaData(samples, labels, dict(skipped), without, {k: dict(v) for k, v in split.items()}, str(path))

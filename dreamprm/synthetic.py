@@ -21,12 +21,15 @@ def _jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def write_reweighting_problem(root: Path, clean=("clean_a", "clean_b"), corrupted=("noisy",), per_domain: int = 12,
-                              n_meta: int = 8, seed: int = 0, image: str | None = None) -> tuple[Path, Path]:
+                              n_meta: int = 8, seed: int = 0, image: str | None = None,
+                              released: bool = False) -> tuple[Path, Path]:
     """train.jsonl and meta.jsonl in `root` where one domain's labels are corrupted by construction.
 
     Clean domains label good steps 1 and bad steps 0; corrupted domains flip the labels. The meta set holds
     whole CoTs (good = right, bad = wrong), so only the clean domains teach the PRM what the upper level
     rewards, and a correct bi-level loop must push the corrupted domains' weights below 1.
+    `released`: every `add` ends at its step's text, without the separator after it, as in the authors'
+    released train data (by default `add` ends with "\n\n", as MC/tree.py writes it).
     """
     rng = np.random.default_rng(seed)
     train, meta = [], []
@@ -37,6 +40,7 @@ def write_reweighting_problem(root: Path, clean=("clean_a", "clean_b"), corrupte
             label = float(good) if d in clean else float(not good)
             cut = resp.index("Step 2")
             for sid, prefix in enumerate((resp[:cut], resp), 1):
+                prefix = prefix.rstrip() if released else prefix
                 train.append({"id": f"{d}-{q}", "sid": sid, "input": f"How many squares? ({q})", "add": prefix,
                               "image_path": image, "dataset": d, "accuracy": label})
     for q in range(n_meta):
