@@ -7,7 +7,9 @@ at 1 and they always average 1. The hypergradient is betty's (darts by default, 
 
 Deviations from a plain use of betty, each for a reason:
 - bf16 autocast is ours: betty's `precision="bf16"` uses a CUDA-only autocast and silently runs fp32 on
-  a CPU. Master weights stay fp32.
+  a CPU. Master weights stay fp32 (`--precision bf16`, the default). The released code instead loads the PRM
+  in bf16 and steps the optimiser on those weights (`--precision bf16_weights`): at lr 5e-7 nearly every
+  update of a bf16 weight rounds away, so only the fp32 head really trains (tests/test_reweighting.py).
 - Optimisers are `torch.optim.Adam(decoupled_weight_decay=True)`, the same update as AdamW: betty rebuilds
   an optimiser from `optimizer.defaults`, which AdamW's own constructor rejects in current torch.
 - darts / sama perturb phi and differentiate the lower loss with respect to alpha only; that needs the
@@ -41,13 +43,14 @@ from .domains import MMPR_DOMAINS, domain_table
 from .io import write_json
 from .models import PRM_BASE
 from .packing import TreeScorer
-from .prm import FORMATS, HEAD_FILE, PRM, PRMEncoder
+from .prm import FORMATS, HEAD_FILE, PREFIX_ENDS, PRM, PRMEncoder
 from .samples import NO_STEP_RULES, load_meta, load_train
 
 # betty prints INFO lines for every problem and step; our progress bar and log.jsonl say the same.
 logging.getLogger("betty").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 HYPERGRADIENTS = ("darts", "neumann", "cg", "sama")
+PRECISIONS = ("fp32", "bf16", "bf16_weights")
 FINITE_DIFFERENCE = ("darts", "sama")  # methods that only need the lower loss's value at perturbed phi
 
 
@@ -63,9 +66,16 @@ class ReweightConfig(StageArgs):
     iterations: int = field(default=10000, metadata={"help": "lower-level iterations"})
     unroll_steps: int = field(default=5, metadata={"help": "lower steps per upper step"})
     lr: float = field(default=5e-7, metadata={"help": "lower-level (PRM) learning rate, AdamW"})
+    prefix_end: str = field(default="stripped", metadata={
+        "help": f"where a step prefix ends for the PRM: {', '.join(PREFIX_ENDS)} (stripped: without the whitespace "
+                "around it, one score per step whatever the source wrote; raw: as the record has it, the released "
+                "code's behaviour). Saved with the PRM, so scoring reads it back"})
     lr_step: int = field(default=5000, metadata={"help": "StepLR step size of the lower level"})
     lr_gamma: float = field(default=0.5, metadata={"help": "StepLR decay of the lower level"})
-    weight_decay: float = field(default=0.01, metadata={"help": "lower-level weight decay (AdamW's default)"})
+    weight_decay: float = field(default=0.0, metadata={
+        "help": "lower-level weight decay (0: the released code's AdamW takes only the lr)"})
+    adam_eps: float = field(default=1e-6, metadata={
+        "help": "Adam epsilon of both levels (1e-6: the released code's transformers AdamW)"})
     meta_lr: float = field(default=0.01, metadata={"help": "upper-level (domain weights) learning rate"})
     meta_weight_decay: float = field(default=1e-3, metadata={"help": "upper-level weight decay"})
     hypergradient: str = field(default="darts", metadata={"help": f"betty method: {', '.join(HYPERGRADIENTS)}"})
@@ -74,7 +84,9 @@ class ReweightConfig(StageArgs):
     train_batch_size: int = field(default=1, metadata={"help": "train samples per lower step"})
     meta_batch_size: int = field(default=1, metadata={"help": "meta records per upper step"})
     gradient_accumulation: int = field(default=1, metadata={"help": "lower batches per optimiser step"})
-    precision: str = field(default="bf16", metadata={"help": "fp32 or bf16 (autocast, fp32 master weights)"})
+    precision: str = field(default="bf16", metadata={
+        "help": f"{', '.join(PRECISIONS)}: bf16 = autocast with fp32 master weights; bf16_weights = the released "
+                "code's regime, weights in bf16 and the optimiser stepping on them"})
     save_every: int = field(default=1000, metadata={"help": "checkpoint interval (iterations)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "how many recent checkpoints to keep"})
     log_every: int = field(default=10, metadata={"help": "log interval (iterations)"})
@@ -165,7 +177,7 @@ class _Common:
 
     def training_step_exec(self, batch):
         with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16,
-                            enabled=self.cfg.precision == "bf16"):
+                            enabled=self.cfg.precision != "fp32"):
             return self.training_step(batch)
 
 
@@ -248,15 +260,21 @@ class Reweighter:
         self.cfg = cfg
         if cfg.hypergradient not in HYPERGRADIENTS:
             raise ValueError(f"--hypergradient must be one of {HYPERGRADIENTS}; got {cfg.hypergradient!r}")
-        if cfg.precision not in ("fp32", "bf16"):
-            raise ValueError(f"--precision must be fp32 or bf16; got {cfg.precision!r}")
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}; got {cfg.precision!r}")
+        if cfg.prefix_end not in PREFIX_ENDS:
+            raise ValueError(f"--prefix_end must be one of {PREFIX_ENDS}; got {cfg.prefix_end!r}")
         if cfg.meta_without_steps not in NO_STEP_RULES:
             raise ValueError(f"--meta_without_steps must be one of {NO_STEP_RULES}")
         root = Path(cfg.path).resolve()
         self.out = cfg.resolve(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.train_data = load_train(cfg.resolve(cfg.train), root, cfg.input_format)
+        self.train_data = load_train(cfg.resolve(cfg.train), root, cfg.input_format, cfg.prefix_end)
         self.meta_data = load_meta(cfg.resolve(cfg.meta), root, cfg.meta_without_steps)
+        print(f"meta records by label and step text ({cfg.meta}; rule for records without steps: "
+              f"{cfg.meta_without_steps}):\n{self.meta_data.table()}")
+        if self.meta_data.warning():
+            print(f"WARNING: {self.meta_data.warning()}")
         allowed = None
         if cfg.domains == "mmpr":
             allowed = MMPR_DOMAINS
@@ -264,9 +282,10 @@ class Reweighter:
             allowed = [d.strip() for d in cfg.domains.split(",")]
         self.domains = domain_table(self.train_data.domains, allowed)
         self.domain_index = {d: i for i, d in enumerate(self.domains)}
-        # The PRM loads in fp32: bf16 is autocast so the optimiser updates fp32 master weights (an lr of
-        # 5e-7 would vanish in bf16 rounding).
-        self.prm = PRM.from_pretrained(cfg.prm, cfg.device, "fp32", cfg.input_format)
+        # bf16 is autocast, so the optimiser updates fp32 master weights (an lr of 5e-7 vanishes in bf16 rounding);
+        # bf16_weights keeps the released code's bf16 weights for a like-for-like comparison.
+        self.weight_precision = "bf16" if cfg.precision == "bf16_weights" else "fp32"
+        self.prm = PRM.from_pretrained(cfg.prm, cfg.device, self.weight_precision, cfg.input_format, cfg.prefix_end)
         self.peft = None
         self._adapt_backbone()
         self.weights = DomainWeights(self.domains).to(self.prm.device)
@@ -308,10 +327,10 @@ class Reweighter:
         meta_loader = self._loader(meta_ds, None if tree else enc, None, cfg.meta_batch_size,
                                    upper_steps * cfg.meta_batch_size, cfg.seed + 1)
         lower_opt = torch.optim.Adam(self.prm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                     decoupled_weight_decay=True)
+                                     eps=cfg.adam_eps, decoupled_weight_decay=True)
         sched = torch.optim.lr_scheduler.StepLR(lower_opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
         upper_opt = torch.optim.Adam(self.weights.parameters(), lr=cfg.meta_lr, weight_decay=cfg.meta_weight_decay,
-                                     decoupled_weight_decay=True)
+                                     eps=cfg.adam_eps, decoupled_weight_decay=True)
         log_step = cfg.log_every if cfg.logger != "none" else -1
         # The hypergradient method belongs on the lower problem's Config (betty reads it from there).
         lower_cfg = Config(type=cfg.hypergradient, unroll_steps=cfg.unroll_steps, darts_alpha=cfg.darts_alpha,
@@ -379,7 +398,8 @@ class Reweighter:
             set_peft_model_state_dict(self.peft, state["lora"])
             self.prm.head.load_state_dict(torch.load(ck / "prm" / HEAD_FILE, map_location=self.prm.device))
         else:
-            loaded = PRM.from_pretrained(str(ck / "prm"), str(self.prm.device), "fp32", self.cfg.input_format)
+            loaded = PRM.from_pretrained(str(ck / "prm"), str(self.prm.device), self.weight_precision,
+                                         self.cfg.input_format, self.cfg.prefix_end)
             self.prm.load_state_dict(loaded.state_dict())
         self.weights.load_state_dict(state["weights"])
         self.start = state["iteration"]
@@ -468,7 +488,9 @@ class Reweighter:
         summary = {"iterations": self.cfg.iterations, "domains": self.domains, "weights": weights,
                    "train_samples": len(self.train_data.samples), "train_skipped": self.train_data.skipped,
                    "meta_records": len(self.meta_data.samples), "meta_skipped": self.meta_data.skipped,
-                   "meta_without_steps": self.meta_data.without_steps, "prm": str(final)}
+                   "meta_without_steps": self.meta_data.without_steps,
+                   "meta_steps_by_label": self.meta_data.steps_by_label, "meta_warning": self.meta_data.warning(),
+                   "prm": str(final)}
         write_json(self.out / "summary.json", summary)
         return summary
 

@@ -63,25 +63,32 @@ def test_hypergradient_matches_autograd(tmp_path, tiny_models):
 
 
 @pytest.mark.slow
-def test_corrupted_domain_is_downweighted_and_baseline_stays_at_one(tmp_path, tiny_models):
-    write_problem(tmp_path)
-    summary = train(config(tmp_path, tiny_models["prm"], "--iterations", "60", "--train_batch_size", "4",
-                           "--meta_batch_size", "2"))
+@pytest.mark.parametrize("fmt,released", [("paper", False), ("paper", True), ("stepwise", True)])
+def test_noisy_domain_is_downweighted_and_baseline_stays_at_one(tmp_path, tiny_models, fmt, released):
+    """released: train records as the authors released them (`add` ends at the step's text, no separator) with
+    meta records whose steps are separated by blank lines, so train and meta prefixes must be read at the same
+    positions in both formats, or the upper level judges what the lower level never trained. A from-scratch
+    PRM first leaves its constant-output plateau in a warm-up (the lower level alone, every weight 1: the
+    vanilla PRM), then the bi-level run starts from it, as the demo does."""
+    write_reweighting_problem(tmp_path, per_domain=24, n_meta=16, released=released)
+    adds = [json.loads(ln)["add"] for ln in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert all(a.endswith("\n") != released for a in adds)
+    common = ("--input_format", fmt, "--lr", "5e-4", "--train_batch_size", "8", "--meta_batch_size", "8")
+    base = train(config(tmp_path, tiny_models["prm"], *common, "--iterations", "150", "--baseline", "--out", "base"))
+    assert base["weights"] == {"clean_a": 1.0, "clean_b": 1.0, "noisy": 1.0}
+    log = [json.loads(x) for x in (tmp_path / "base/log.jsonl").read_text().splitlines()]
+    assert all(r["upper_loss"] is None and r["lower_loss"] == r["weighted_lower_loss"] for r in log)
+
+    summary = train(config(tmp_path, base["prm"], *common, "--iterations", "150"))
     w = summary["weights"]
-    assert w["noisy"] < 1 < min(w["clean_a"], w["clean_b"]), w
+    assert w["noisy"] < min(1, w["clean_a"], w["clean_b"]), w
     log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in log] == list(range(5, 61, 5))
+    assert [r["iteration"] for r in log] == list(range(5, 151, 5))
     assert all(r["upper_loss"] is not None for r in log)
     for f in ("domain_weights.png", "domain_weights_over_iterations.png"):
         assert (tmp_path / "figs" / f).stat().st_size > 1000
     assert json.loads((tmp_path / "run/domain_weights.json").read_text()) == w
     assert (tmp_path / "run/prm/prm_head.pt").is_file()
-
-    base = train(config(tmp_path, tiny_models["prm"], "--iterations", "20", "--train_batch_size", "4",
-                        "--baseline", "--out", "base"))
-    assert base["weights"] == {"clean_a": 1.0, "clean_b": 1.0, "noisy": 1.0}
-    log = [json.loads(x) for x in (tmp_path / "base/log.jsonl").read_text().splitlines()]
-    assert all(r["upper_loss"] is None and r["lower_loss"] == r["weighted_lower_loss"] for r in log)
 
 
 def test_bf16_really_computes_in_bf16(tmp_path, tiny_models):
@@ -113,6 +120,70 @@ def test_meta_records_without_steps_are_counted_not_fatal(tmp_path, tiny_models)
     s = train(config(tmp_path, tiny_models["prm"], "--iterations", "5", "--meta_without_steps", "skip",
                      "--out", "skip"))
     assert s["meta_records"] == 8 and s["meta_skipped"] == {"no step text (rule skip)": 1}
+
+
+def write_released_like_meta(path, n_with_steps=4, n_true_bare=3, n_false_bare=5):
+    """A meta file shaped like the authors' released meta.json: every record with step text is true, every
+    false record is a bare `Question: ...\nOptions: ...` without a response."""
+    recs = []
+    for i in range(n_with_steps):
+        recs.append({"id": i, "true_false": True, "image_path": None,
+                     "input": f"Question: What is {i} + 1?\nOptions: (A) {i + 1} (B) {i}\n\n"
+                              f"Step 1: Add one to {i}.\n\nStep 2: That is {i + 1}, option A.\n\nFinal answer: A"})
+    for i in range(n_true_bare + n_false_bare):
+        recs.append({"id": 100 + i, "true_false": i < n_true_bare, "image_path": None,
+                     "input": f"Question: Which is larger?\nOptions: (A) {i} (B) {i + 2}"})
+    path.write_text(json.dumps(recs, indent=4))  # the released file is one JSON array
+
+
+def test_meta_table_and_warning_on_a_released_like_meta_set(tmp_path, tiny_models, capsys):
+    from dreamprm.samples import load_meta
+
+    write_problem(tmp_path, per_domain=2)
+    write_released_like_meta(tmp_path / "released_meta.json")
+    md = load_meta(tmp_path / "released_meta.json", tmp_path)
+    assert md.steps_by_label == {"true": {"with steps": 4, "without steps": 3}, "false": {"without steps": 5}}
+    assert "every false record (5) is a bare question" in md.warning() and "inference/meta_data.py" in md.warning()
+    assert load_meta(tmp_path / "meta.jsonl", tmp_path).warning() is None  # both labels come with steps
+    s = train(config(tmp_path, tiny_models["prm"], "--iterations", "5", "--meta", "released_meta.json"))
+    out = capsys.readouterr().out
+    assert "WARNING: " in out and "no steps = wrong" in out
+    table = out[out.index("meta records by label"):].splitlines()[1:4]
+    assert [ln.split() for ln in table] == [["label", "with", "steps", "without", "steps"], ["true", "4", "3"],
+                                            ["false", "0", "5"]]
+    assert s["meta_steps_by_label"] == md.steps_by_label and s["meta_warning"] == md.warning()
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["meta_warning"].startswith(str(tmp_path / "released_meta.json"))
+
+
+def test_bf16_weights_regime_steps_the_optimiser_on_bf16_weights(tmp_path, tiny_models):
+    """The released code's regime: weights and optimiser state in bf16. At the paper's lr 5e-7 an Adam step
+    (about lr per weight) is far below bf16's spacing, so the backbone's weights do not move; with fp32 master
+    weights (the default regime) they do."""
+    write_problem(tmp_path, per_domain=2)
+    moved = {}
+    for regime in ("bf16_weights", "bf16"):
+        r = Reweighter(config(tmp_path, tiny_models["prm"], "--iterations", "2", "--lr", "5e-7", "--baseline",
+                              "--precision", regime, "--out", regime))
+        before = [p.detach().clone() for p in r.prm.backbone.parameters()]
+        r.run()
+        after = list(r.prm.backbone.parameters())
+        assert {p.dtype for p in after} == {torch.bfloat16 if regime == "bf16_weights" else torch.float32}
+        assert r.prm.head.weight.dtype == torch.float32
+        if regime == "bf16_weights":
+            states = [r.lower.optimizer.state[p] for p in after if p in r.lower.optimizer.state]
+            assert states and all(st["exp_avg"].dtype == torch.bfloat16 for st in states)
+        stepped = [(a, b) for a, b in zip(after, before) if a in r.lower.optimizer.state]  # text-only: no vision grads
+        moved[regime] = sum(int((a != b).sum()) for a, b in stepped) / sum(a.numel() for a, _ in stepped)
+    assert moved["bf16_weights"] < 0.01 < 0.5 < moved["bf16"], moved
+
+
+def test_lower_optimiser_follows_the_released_defaults(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=2)
+    r = Reweighter(config(tmp_path, tiny_models["prm"], "--iterations", "1")).build()
+    lower, upper = r.lower.optimizer.defaults, r.upper.optimizer.defaults
+    assert (lower["weight_decay"], lower["eps"]) == (0.0, 1e-6)
+    assert (upper["lr"], upper["weight_decay"], upper["eps"]) == (0.05, 1e-3, 1e-6)
 
 
 def test_unknown_domain_is_a_clear_error(tmp_path, tiny_models):
