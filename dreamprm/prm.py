@@ -34,7 +34,7 @@ from .io import load_image
 from .models import PRM_BASE, chat, load_vlm
 
 HEAD_FILE = "prm_head.pt"
-CONFIG_FILE = "prm_config.json"  # the input format the PRM was trained with: scoring must use the same
+CONFIG_FILE = "prm_config.json"  # how the PRM read its input in training (format, prefix end): scoring reads it back
 PRM_MAX_SIDE = 512  # the paper resizes PRM images so the longest side is at most 512 px
 FORMATS = ("paper", "stepwise")
 # `stripped` (default): the question and every prefix lose their surrounding whitespace, so a step's score is
@@ -233,7 +233,8 @@ class PRM(nn.Module):
         `fmt` / `prefix_end` None: what the PRM was trained with (its prm_config.json), else the defaults."""
         saved = saved_config(name)
         fmt = fmt or saved.get("input_format") or "paper"
-        prefix_end = prefix_end or saved.get("prefix_end") or "stripped"
+        # a PRM saved before prefix_end existed was trained on the text as written
+        prefix_end = prefix_end or saved.get("prefix_end") or ("raw" if saved else "stripped")
         backbone, processor = load_vlm(name, device, precision)
         prm = cls(backbone, processor, fmt, prefix_end)
         head = Path(name) / HEAD_FILE

@@ -1,4 +1,5 @@
 """The model layer on tiny random checkpoints, loaded through the same from_pretrained path as the real ones."""
+import pytest
 import torch
 
 from dreamprm import prompts
@@ -92,3 +93,18 @@ def test_a_saved_prm_remembers_its_input_format(tiny_models, tmp_path):
     prm.save_pretrained(tmp_path / "p")
     assert saved_format(tmp_path / "p") == "stepwise"
     assert PRM.from_pretrained(str(tmp_path / "p"), "cpu").fmt == "stepwise"
+
+
+def test_a_saved_prm_remembers_where_its_prefixes_end(tiny_models, tmp_path):
+    import json
+
+    from dreamprm.prm import CONFIG_FILE
+
+    assert PRM.from_pretrained(str(tiny_models["prm"]), "cpu").prefix_end == "stripped"  # a base model
+    PRM.from_pretrained(str(tiny_models["prm"]), "cpu", prefix_end="raw").save_pretrained(tmp_path / "p")
+    assert PRM.from_pretrained(str(tmp_path / "p"), "cpu").prefix_end == "raw"
+    # a PRM directory saved before prefix_end existed was trained on the text as written
+    (tmp_path / "p" / CONFIG_FILE).write_text(json.dumps({"input_format": "paper"}))
+    assert PRM.from_pretrained(str(tmp_path / "p"), "cpu").prefix_end == "raw"
+    with pytest.raises(ValueError, match="prefix_end"):
+        PRM.from_pretrained(str(tiny_models["prm"]), "cpu", prefix_end="lstrip")
