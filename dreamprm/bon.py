@@ -169,6 +169,11 @@ class SelectConfig(StageArgs):
     n: str = field(default="1,2,4,8", metadata={"help": "comma-separated N: select among the first N candidates"})
     aggregation: str = field(default="mean_log_odds", metadata={
         "help": f"step-score aggregation of the main PRM method: {', '.join(AGGREGATIONS)}"})
+    ties: str = field(default="first", metadata={
+        "help": "equal scores: first = the lowest sample index; last = the highest (the released code's >=)"})
+    stepless: str = field(default="last", metadata={
+        "help": "a candidate without steps: last = ranks below every scored one; neutral = one step score 0.5 "
+                "(the released code's aggregate 0 in log-odds)"})
 
     def out_dir(self) -> Path:
         return self.resolve(self.out or f"runs/bon/{self.name}")
@@ -340,12 +345,17 @@ def _plain(prm: PRM):
 
 # --- selection ---------------------------------------------------------------------------------------------
 
-def pick_best(values: list[float | None]) -> int:
-    """Index of the highest value; ties go to the lowest index (= lowest sample index), None ranks last."""
+TIE_BREAKS = ("first", "last")  # last: the released code's `>=`
+STEPLESS = ("last", "neutral")  # neutral: the released code's score of a candidate without steps, log-odds 0
+
+
+def pick_best(values: list[float | None], ties: str = "first") -> int:
+    """Index of the highest value; ties go to the lowest index (= lowest sample index; `last`: the highest),
+    None ranks last."""
     best = 0
     for i, v in enumerate(values):
         b = values[best]
-        if v is not None and (b is None or v > b):
+        if v is not None and (b is None or v > b or (ties == "last" and v == b)):
             best = i
     return best
 
@@ -384,31 +394,32 @@ def cot_scores(step_scores: list[list[float] | None], how: str) -> list[float | 
 
 
 def question_picks(q: Question, step_scores: list[list[float] | None], k: int, aggregations=tuple(AGGREGATIONS),
-                   scored: bool = True, unit: str = "step") -> dict:
+                   scored: bool = True, unit: str = "step", ties: str = "first") -> dict:
     """Index of the candidate each selecting method picks among the first k of q (`step_scores[i]` belongs to
     q.candidates[i]); if `scored`, the PRM's per aggregation (unit `step`) or the ORM's (unit `response`: each
     candidate's one score)."""
     cands, steps = q.candidates[:k], step_scores[:k]
     out: dict = {}
     if scored and unit == "response":
-        out["orm"] = pick_best([s[0] if s else None for s in steps])
+        out["orm"] = pick_best([s[0] if s else None for s in steps], ties)
     elif scored:
         for how in aggregations:
-            out[f"prm:{how}"] = pick_best(cot_scores(steps, how))
+            out[f"prm:{how}"] = pick_best(cot_scores(steps, how), ties)
     out["self_consistency"] = vote([answer_key(c.answer, q.options) for c in cands])
     return out
 
 
 def evaluate(questions: dict, scores: dict | None, ns: list[int], aggregations=tuple(AGGREGATIONS),
              main: str = "mean_log_odds", expected: set | None = None, unit: str = "step",
-             ) -> tuple[dict, list[dict], Counter]:
+             ties: str = "first", stepless: str = "last") -> tuple[dict, list[dict], Counter]:
     """Accuracy (%) of every method at every N, the selected answers at the largest N, and what was missing.
 
     `scores`: id -> {sample: [step scores]} from the scores file; None when the benchmark was not scored
     (PRM / ORM left out). `unit` of the scores: `step` gives the PRM methods `prm:<aggregation>` (`main` is the
     one the selected answers use), `response` the trained ORM's method `orm`.
     `expected`: the ids of the benchmark's question file, if given: its questions
-    without candidates count as wrong, candidates of other ids are left out.
+    without candidates count as wrong, candidates of other ids are left out. `ties`, `stepless`: TIE_BREAKS,
+    STEPLESS (`neutral` gives a scored candidate without steps the one step score 0.5).
     Accuracy = correct / total questions (the released code divides by total + 1). `random` is the expected
     accuracy of a uniform pick, `oracle` is pass@N, `base` the mean single-sample accuracy over all candidates.
     """
@@ -445,10 +456,12 @@ def evaluate(questions: dict, scores: dict | None, ns: list[int], aggregations=t
             counts["candidates missing from the scores file (rank last)"] += sum(c.sample not in by_sample
                                                                                 for c in q.candidates)
         steps = [(by_sample or {}).get(c.sample) or None for c in q.candidates]
+        if stepless == "neutral" and unit == "step" and by_sample is not None:
+            steps = [[0.5] if by_sample.get(c.sample) == [] else s for c, s in zip(q.candidates, steps)]
         right = [c.true_false for c in q.candidates]
         base += sum(right) / len(right)
         for k in ns:
-            picks = question_picks(q, steps, k, aggregations, scored, unit)
+            picks = question_picks(q, steps, k, aggregations, scored, unit, ties)
             for m, i in picks.items():
                 correct[m][k] += right[i]
             correct["random"][k] += sum(right[:k]) / len(right[:k])
@@ -498,8 +511,11 @@ def select_benchmarks(cfg: SelectConfig) -> dict:
     <out>/<benchmark>.selected.jsonl and <out>/results.json."""
     if cfg.aggregation not in AGGREGATIONS:
         raise ValueError(f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {cfg.aggregation!r}")
+    if cfg.ties not in TIE_BREAKS or cfg.stepless not in STEPLESS:
+        raise ValueError(f"--ties must be one of {TIE_BREAKS} and --stepless one of {STEPLESS}")
     out_dir, ns = cfg.out_dir(), cfg.ns()
-    results = {"run": cfg.name, "aggregation": cfg.aggregation, "n": ns, "benchmarks": {}}
+    results = {"run": cfg.name, "aggregation": cfg.aggregation, "ties": cfg.ties, "stepless": cfg.stepless,
+               "n": ns, "benchmarks": {}}
     units = set()
     for bench in cfg.benchmark_list():
         src = cfg.candidates_path(bench)
@@ -517,7 +533,7 @@ def select_benchmarks(cfg: SelectConfig) -> dict:
             qpath = cfg.resolve(cfg.questions.format(benchmark=bench))
             expected = {r["id"] for r in read_records(qpath, required=("id",))}
         res, selected, counts = evaluate(questions, scores, ns, tuple(AGGREGATIONS), cfg.aggregation, expected,
-                                         unit)
+                                         unit, cfg.ties, cfg.stepless)
         counts.update(issues)
         res["counts"] = dict(counts)
         res["scored"] = scores is not None

@@ -63,6 +63,19 @@ def test_ties_go_to_the_lowest_sample_index_and_no_steps_rank_last():
     assert question_picks(q, [None, [0.1], None], 3, unit="response")["orm"] == 1  # unscored rank last
 
 
+def test_the_released_selection_rules_behind_switches():
+    """--ties last: the released code's `>=` (the last of equal candidates); --stepless neutral: its aggregate 0
+    (log-odds of 0.5) for a candidate without steps, which can then beat scored candidates below 0.5."""
+    assert pick_best([0.3, 0.7, 0.7], "last") == 2 and pick_best([None, 0.1, None], "last") == 1
+    q = Question("q", "d", "Q?", None, None, [Candidate(s, "", s == 0, "1") for s in range(3)])
+    scores = {"q": {0: [], 1: [0.3, 0.4], 2: [0.3, 0.4]}}
+    pick = lambda **kw: evaluate({"q": q}, scores, [3], **kw)[1][0]["sample"]  # noqa: E731
+    assert pick() == 1 and pick(ties="last") == 2
+    assert pick(stepless="neutral") == 0 and pick(stepless="neutral", ties="last") == 0
+    scores["q"][1] = [0.6]  # above 0.5: a scored candidate wins again
+    assert pick(stepless="neutral") == 1
+
+
 def test_self_consistency_normalises_answers_and_breaks_ties_by_first_answer():
     opts = ["3", "4", "5"]
     assert answer_key("B", opts) == answer_key("(B)", opts) == answer_key("4", opts) == ("choice", "B")
