@@ -7,7 +7,8 @@ other DEMO_* variable in the environment passes through). --reuse skips seeds wh
 Reported, mean and spread (sample standard deviation; min..max) over the seeds:
 
 - Spearman(learned weights, known quality) and the largest weight of a corrupted domain;
-- BoN accuracy of DreamPRM, vanilla PRM and random pick on each test benchmark;
+- BoN accuracy of DreamPRM, vanilla PRM, the trained ORM (when the demo trained one) and random pick on each
+  test benchmark;
 
 and whether each claim holds: (1) Spearman >= 0.8 and every corrupted domain below 1, on the mean over seeds
 and in every seed; (2) BoN accuracy DreamPRM > vanilla PRM > random pick, on the mean over seeds per benchmark.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIM_SPEARMAN = 0.8
+BON_ROWS = ("DreamPRM", "Vanilla PRM", "ORM", "Random pick", "Self-consistency", "Oracle (pass@N)")
 
 
 def stats(xs: list[float]) -> dict:
@@ -74,8 +76,8 @@ def main(argv=None) -> dict:
                "weights": {d["name"]: stats([next(x["weight"] for x in r["domains"] if x["name"] == d["name"])
                                              for r in rs]) for d in rs[0]["domains"]},
                "quality": {d["name"]: d["quality"] for d in rs[0]["domains"]},
-               "bon": {b: {m: stats([r["bon"][b][m] for r in rs]) for m in ("DreamPRM", "Vanilla PRM", "Random pick",
-                                                                           "Self-consistency", "Oracle (pass@N)")}
+               "bon": {b: {m: stats([r["bon"][b][m] for r in rs]) for m in BON_ROWS
+                           if all(r["bon"][b].get(m) is not None for r in rs)}  # the ORM only when trained
                        for b in benches}}
     c1_mean = summary["spearman"]["mean"] >= CLAIM_SPEARMAN and summary["max_corrupted_weight"]["mean"] < 1
     c1_each = all(r["claims"]["weights_follow_quality"] for r in rs)
@@ -95,7 +97,7 @@ def main(argv=None) -> dict:
     for d, s in summary["weights"].items():
         L.append(f"| {d} | {summary['quality'][d]:.2f} | {fmt(s)} |")
     L += ["", "| BoN accuracy (%) | " + " | ".join(benches) + " |", "|---" * (1 + len(benches)) + "|"]
-    for m in ("DreamPRM", "Vanilla PRM", "Random pick", "Self-consistency", "Oracle (pass@N)"):
+    for m in (m for m in BON_ROWS if m in summary["bon"][benches[0]]):
         L.append(f"| {m} | " + " | ".join(fmt(summary["bon"][b][m], 1) for b in benches) + " |")
     L += ["", f"Claim 1 (Spearman >= {CLAIM_SPEARMAN} and corrupted domains below 1): on the mean "
               f"**{'holds' if c1_mean else 'does not hold'}**; in every seed: **{'yes' if c1_each else 'no'}**.",
