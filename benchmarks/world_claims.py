@@ -2,7 +2,7 @@
 
     python benchmarks/world_claims.py [--seeds 0,1,2] [--out runs/world_claims] [--reuse]
 
-Each seed is a full demo run (about 6 minutes on 2 CPU cores) into <out>/seed-<s> (DEMO_OUT, DEMO_SEED; any
+Each seed is a full demo run (4-7 minutes on 2 CPU cores) into <out>/seed-<s> (DEMO_OUT, DEMO_SEED; any
 other DEMO_* variable in the environment passes through). --reuse skips seeds whose results.json exists.
 Reported, mean and spread (sample standard deviation; min..max) over the seeds:
 

@@ -5,12 +5,12 @@
 #   -> best-of-8 on the test benchmarks bench_a, bench_b -> tables, figures and a results page (RESULTS.md).
 # The policy is SIMULATED (dreamprm/simulated.py, not a model); the PRM is a tiny Qwen2-VL trained from scratch.
 #
-#   bash scripts/demo.sh                          # outputs in runs/demo (about 6-7 minutes on 2 CPU cores)
+#   bash scripts/demo.sh                          # outputs in runs/demo (about 4-7 minutes on 2 CPU cores)
 #   DEMO_OUT=runs/demo-s1 DEMO_SEED=1 bash scripts/demo.sh
 #
 # Idempotent: the output directory starts fresh on every run, except the tiny models (<out>/models), which are
 # reused. Sizes and the training budget can be overridden through DEMO_* variables (the slow test runs a
-# small version); the defaults are the design benchmarks/world_claims.py measures (340-385 s on 2 busy cores).
+# small version); the defaults are the design benchmarks/world_claims.py measures (258-424 s on 2 busy cores, with the ORM).
 #
 # Training design, and why (see RESULTS.md's diagnostics): the PRM starts from random weights, so for its first
 # few hundred steps it can only learn the label level and the step position; a hypergradient taken then
