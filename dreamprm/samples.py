@@ -144,16 +144,16 @@ class MetaData:
                 "--meta_without_steps skip.")
 
 
-def meta_sample(record: dict, image, rule: str = "whole") -> Sample | None:
+def meta_sample(record: dict, image, rule: str = "whole", steps: list | None = None) -> Sample | None:
     """A meta record (question followed by the whole response) as a sample.
 
     The question is the text before Step 1 and the prefixes run from Step 1 to the end of each step, so
     `question + "\\n\\n" + prefix` is the record's text up to that step, as in training. A record with no
     step text (372 of the 500 released ones) is, by rule `whole`, one step whose text is the whole input:
-    the PRM scores it as it stands; rule `skip` drops it.
+    the PRM scores it as it stands; rule `skip` drops it. `steps`: `find_steps` of the input, if known.
     """
     text = str(record["input"])
-    steps = find_steps(text)
+    steps = find_steps(text) if steps is None else steps
     if not steps:
         return Sample(image, text.rstrip(), [""]) if rule == "whole" else None
     start = steps[0].start
@@ -172,13 +172,13 @@ def load_meta(path: Path, root: Path, rule: str = "whole") -> MetaData:
         if img is not None and not img.is_file():
             skipped["missing image"] += 1
             continue
-        has_steps = bool(find_steps(str(r["input"])))
-        split["true" if label else "false"]["with steps" if has_steps else "without steps"] += 1
-        s = meta_sample(r, img, rule)
+        steps = find_steps(str(r["input"]))
+        split["true" if label else "false"]["with steps" if steps else "without steps"] += 1
+        s = meta_sample(r, img, rule, steps)
         if s is None:
             skipped["no step text (rule skip)"] += 1
             continue
-        without += not has_steps
+        without += not steps
         samples.append(s)
         labels.append(label)
     if not samples:
