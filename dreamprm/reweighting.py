@@ -63,13 +63,13 @@ class ReweightConfig(StageArgs):
     out: str = field(default="runs/reweighting", metadata={"help": "output directory"})
     figs: str = field(default="figs", metadata={"help": "directory for the two domain-weight figures"})
     input_format: str = field(default="paper", metadata={"help": f"PRM input format: {', '.join(FORMATS)}"})
-    iterations: int = field(default=10000, metadata={"help": "lower-level iterations"})
-    unroll_steps: int = field(default=5, metadata={"help": "lower steps per upper step"})
-    lr: float = field(default=5e-7, metadata={"help": "lower-level (PRM) learning rate, AdamW"})
     prefix_end: str = field(default="stripped", metadata={
         "help": f"where a step prefix ends for the PRM: {', '.join(PREFIX_ENDS)} (stripped: without the whitespace "
                 "around it, one score per step whatever the source wrote; raw: as the record has it, the released "
                 "code's behaviour). Saved with the PRM, so scoring reads it back"})
+    iterations: int = field(default=10000, metadata={"help": "lower-level iterations"})
+    unroll_steps: int = field(default=5, metadata={"help": "lower steps per upper step"})
+    lr: float = field(default=5e-7, metadata={"help": "lower-level (PRM) learning rate, AdamW"})
     lr_step: int = field(default=5000, metadata={"help": "StepLR step size of the lower level"})
     lr_gamma: float = field(default=0.5, metadata={"help": "StepLR decay of the lower level"})
     weight_decay: float = field(default=0.0, metadata={
