@@ -7,6 +7,7 @@ Per run <name> with a runs/bon/<name>/mmvet.selected.jsonl (BoN/pick.py): <name>
 <name>_orm.json and <name>_self_consistency.json; with --all_candidates also candidate_<k>.json (every
 question's k-th candidate). Each file is one JSON object "v1_<n>" -> answer string holding every question.
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 import json
 from dataclasses import dataclass, field
 

@@ -3,6 +3,7 @@ final answer, and label the node with the fraction that reach the right answer.
 
     python MC/estimate.py --path . [--tree runs/mc/tree.jsonl] [--out runs/mc/estimate.jsonl] [--shard 0/4] [--resume]
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 

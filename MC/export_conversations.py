@@ -7,6 +7,7 @@ trainers (a JSON array: give --out a .json name).
 
     python MC/export_conversations.py --path . [--nodes runs/mc/estimate.jsonl] [--out runs/mc/conversations.jsonl]
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from dataclasses import dataclass, field
 
 from dreamprm.cli import StageArgs, parse_args

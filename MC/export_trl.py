@@ -7,6 +7,7 @@ label. --soft_labels writes the accuracies as floats, for trainers with a float-
 
     python MC/export_trl.py --path . [--nodes runs/mc/estimate.jsonl] [--out runs/mc/trl.jsonl] [--threshold 0]
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 import sys
 from dataclasses import dataclass, field
 

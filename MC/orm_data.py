@@ -4,6 +4,7 @@ true_false (1.0 / 0.0). Train it with the existing trainer, every weight 1:
     python MC/orm_data.py --path . [--responses runs/rollouts/mmpr.jsonl] [--out runs/orm/train.jsonl]
     python reweighting/train.py --path . --baseline --input_format paper --train runs/orm/train.jsonl --out runs/orm
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from collections import Counter
 from dataclasses import dataclass, field
 

@@ -3,6 +3,7 @@ numbers of accuracy-0 and accuracy-1 nodes, then any remainder (seeded).
 
     python MC/train_data.py --path . [--nodes runs/mc/estimate.jsonl] [--out runs/mc/train.jsonl]
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from dataclasses import dataclass, field
 
 from dreamprm import shards

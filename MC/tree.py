@@ -2,6 +2,7 @@
 
     python MC/tree.py --path . [--responses runs/rollouts/mmpr.jsonl] [--out runs/mc/tree.jsonl]
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from collections import Counter
 from dataclasses import dataclass, field
 

@@ -8,6 +8,8 @@ measured 1.55; the target is at most 1.5.
 """
 from __future__ import annotations
 
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
+
 import argparse
 import json
 import sys

@@ -10,6 +10,8 @@ at least 4x.
 """
 from __future__ import annotations
 
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
+
 import argparse
 import sys
 import tempfile

@@ -13,6 +13,8 @@ checks that every method gives the reference's scores (to 1e-4).
 """
 from __future__ import annotations
 
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
+
 import argparse
 import sys
 import tempfile

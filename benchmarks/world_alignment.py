@@ -19,6 +19,8 @@ warm-up PRM with the trained ones.
 """
 from __future__ import annotations
 
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
+
 import argparse
 import json
 import os

@@ -16,6 +16,8 @@ Writes <out>/claims.json and <out>/CLAIMS.md.
 """
 from __future__ import annotations
 
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
+
 import argparse
 import json
 import os

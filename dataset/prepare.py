@@ -7,6 +7,8 @@ hint, options} (JSONL) with its images saved beside it, from the hub or from loc
 """
 from __future__ import annotations
 
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
+
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import models, prompts, shards
 from .backends import Backend, Request, make_backend, stable_seed
 from .cli import StageArgs
-from .io import AppendWriter, DataError, read_records
+from .io import AppendWriter, DataError, Skips, read_records
 from .judge import Judge, JudgeItem
 from .steps import final_answer_text
 
@@ -180,8 +180,12 @@ def run(cfg: RolloutArgs, make_prompt: Callable[[dict], str], make_input: Callab
             "per_dataset": {k: dict(v) for k, v in tally.items()}}
 
 
-def read_policy_records(cfg: StageArgs, spec: str, required=("id", "response", "input", "true_false")) -> list[dict]:
-    """Policy records from a comma-separated list of files or glob patterns (resolved against --path)."""
+def read_policy_records(cfg: StageArgs, spec: str, required=("id", "response", "input", "true_false"),
+                        skips: Skips | None = None) -> list[dict]:
+    """Policy records from a comma-separated list of files or glob patterns (resolved against --path). A bad
+    record (`samples.check_policy`) is counted in `skips`, or is a DataError without it."""
+    from .samples import check_policy
+
     paths: list[Path] = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         path = cfg.resolve(part)
@@ -193,7 +197,7 @@ def read_policy_records(cfg: StageArgs, spec: str, required=("id", "response", "
         raise DataError("no response files given")
     records, seen = [], Counter()
     for path in paths:
-        for r in read_records(path, required=required):
+        for r in read_records(path, required=required, check=check_policy, skips=skips):
             # The released layout has one file per rollout index (0.json .. 3.json) and no `sample`: a record
             # without one is its question's next response, as best-of-N numbers candidates.
             if r.get("sample") is None:
@@ -201,4 +205,3 @@ def read_policy_records(cfg: StageArgs, spec: str, required=("id", "response", "
             seen[r["id"]] += 1
             records.append(r)
     return records
-

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .domains import canonical
-from .io import DataError, read_records
+from .io import BadRecord, DataError, Skips, read_records, text, where
 from .prm import Sample
 from .steps import find_steps
 
@@ -35,27 +35,49 @@ def response_sample(question: str, response: str, image) -> Sample | None:
     return Sample(image, question, [response[: s.end] for s in steps])
 
 
-def as_label(value, where: str) -> float:
+def label(value) -> float:
+    """A right/wrong label as 1.0 / 0.0: a JSON bool, 0/1 or "true"/"false" (hand-written files)."""
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, (int, float)) and value in (0, 1):
         return float(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return float(value.strip().lower() in ("true", "1"))
-    raise DataError(f"{where}: true_false must be true or false, got {value!r}")
+    raise BadRecord("bad label", f"true_false must be true or false, got {value!r}")
 
 
-def policy_responses(records: list[dict], where: str = "responses"):
-    """(record number, record, true_false as a bool) for each policy record, in order. A label may be a JSON
-    bool, 0/1 or "true"/"false" (hand-written files); a response (id, sample) that appears twice is an error."""
+def as_label(value, at: str) -> float:
+    """`label`, with a bad value a DataError naming `at`."""
+    try:
+        return label(value)
+    except BadRecord as e:
+        raise DataError(f"{at}: {e.detail}") from None
+
+
+def check_policy(r: dict) -> None:
+    """The fields every reader of policy records relies on (a `read_records` check)."""
+    label(r["true_false"])
+    text(r, "input")
+    text(r, "response", allow_none=True)  # a failed generation; counted later as "no final answer"
+    if not isinstance(r["id"], (str, int)) or isinstance(r["id"], bool):
+        raise BadRecord("wrong type", f"id must be a string or an integer, got {r['id']!r}")
+
+
+def policy_responses(records: list[dict], at: str = "responses", skips: Skips | None = None):
+    """(record number, record, true_false as a bool) for each policy record, in order. A response (id, sample)
+    that appears twice is skipped and counted as "duplicate response" (with `skips`) or a DataError."""
     seen: dict = {}
     for i, r in enumerate(records, 1):
+        loc = where(r, f"{at}: record {i}")
         key = (r["id"], r.get("sample", 0))
         if key in seen:
-            raise DataError(f"{where}: record {i}: response (id={key[0]!r}, sample={key[1]}) appears twice "
-                            f"(first at record {seen[key]})")
-        seen[key] = i
-        yield i, r, bool(as_label(r["true_false"], f"{where}: record {i}"))
+            detail = f"response (id={key[0]!r}, sample={key[1]}) appears twice, first at {seen[key]}"
+            if skips is None:
+                raise DataError(f"{loc}: {detail}")
+            skips.add("duplicate response", loc, detail)
+            continue
+        seen[key] = loc
+        yield i, r, bool(as_label(r["true_false"], loc))
 
 
 @dataclass

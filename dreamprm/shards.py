@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from .cli import StageArgs, parse_args
-from .io import DataError, atomic_write_text, iter_jsonl
+from .io import DataError, atomic_write_text, iter_jsonl, lock_output
 
 T = TypeVar("T")
 
@@ -45,8 +45,9 @@ def done_marker(path: str | Path) -> Path:
     return path.with_name(path.name + ".done")
 
 
-def finalize(path: str | Path, order: Callable[[dict], object]) -> int:
-    """Rewrite `path` in input order if a resume appended records out of order; then mark it done."""
+def finalize(path: str | Path, order: Callable[[dict], object], summary: dict | None = None) -> int:
+    """Rewrite `path` in input order if a resume appended records out of order; then mark it done. The marker
+    is the run's JSON summary: {"records": n, **summary} (e.g. the skipped input records)."""
     path = Path(path)
     records = [r for _, r in iter_jsonl(path)] if path.exists() else []
     keys = [order(r) for r in records]
@@ -55,8 +56,17 @@ def finalize(path: str | Path, order: Callable[[dict], object]) -> int:
         atomic_write_text(path, "".join(json.dumps(records[j], ensure_ascii=False) + "\n" for _, j in ranked))
     elif not path.exists():
         atomic_write_text(path, "")
-    atomic_write_text(done_marker(path), json.dumps({"records": len(records)}) + "\n")
+    atomic_write_text(done_marker(path), json.dumps({"records": len(records), **(summary or {})}, indent=1) + "\n")
     return len(records)
+
+
+def read_marker(path: str | Path) -> dict:
+    """The JSON summary a finished run left beside `path` ({} if none)."""
+    m = done_marker(path)
+    try:
+        return json.loads(m.read_text(encoding="utf-8")) if m.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
 
 
 def find_shards(path: str | Path) -> list[Path]:
@@ -90,7 +100,8 @@ def merge(path: str | Path, shards: list[Path] | None = None) -> int:
     text = "".join(p.read_text(encoding="utf-8") for p in shards)
     atomic_write_text(path, text)
     n = sum(1 for line in text.splitlines() if line.strip())
-    atomic_write_text(done_marker(path), json.dumps({"records": n, "shards": len(shards)}) + "\n")
+    per_shard = {p.name: read_marker(p) for p in shards}
+    atomic_write_text(done_marker(path), json.dumps({"records": n, "shards": per_shard}, indent=1) + "\n")
     return n
 
 
@@ -106,6 +117,7 @@ def main(argv=None) -> None:
     if not cfg.out:
         raise SystemExit("--out is required")
     out = cfg.resolve(cfg.out)
+    lock_output(out)
     shards = find_shards(out)
     n = merge(out, shards)
     print(f"merged {len(shards)} shards into {out}: {n} records")

@@ -2,6 +2,7 @@
 
     python inference/mathvision.py --path . [--policy DIR] [--shard 0/4] [--resume]  # -> runs/rollouts/mathvision.jsonl
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from dataclasses import dataclass, field
 
 from dreamprm import prompts

@@ -3,6 +3,7 @@
     python inference/meta_data.py --path . [--out runs/meta/meta.jsonl]              # MMMU-Pro (the default)
     python inference/meta_data.py --path . --responses runs/rollouts/mmmu.jsonl      # MMMU validation instead
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from collections import Counter
 from dataclasses import dataclass, field
 

@@ -3,6 +3,7 @@
     python inference/mmmu_pro.py --path . [--policy DIR] [--shard 0/4] [--resume]   # -> runs/rollouts/mmmu_pro.jsonl
     python inference/meta_data.py --path .                                            # -> runs/meta/meta.jsonl
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from dataclasses import dataclass, field
 
 from dreamprm import prompts

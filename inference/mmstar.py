@@ -2,6 +2,7 @@
 
     python inference/mmstar.py --path . [--policy DIR] [--shard 0/4] [--resume]   # -> runs/rollouts/mmstar.jsonl
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from dataclasses import dataclass, field
 
 from dreamprm import prompts

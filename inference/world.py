@@ -3,6 +3,7 @@
     python inference/world.py --path . --dataset bars --questions runs/world/data/bars.jsonl \
         --backend simulated --policy runs/world/policy.json --judge none --n 1
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from dataclasses import dataclass, field
 
 from dreamprm import prompts

@@ -2,6 +2,7 @@
 
     python reweighting/train.py --train runs/mc/train.jsonl --meta runs/meta/meta.jsonl --out runs/reweighting
 """
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from dreamprm.cli import parse_args
 from dreamprm.reweighting import ReweightConfig, train
 
