@@ -5,15 +5,16 @@
 
 Per run <name> with a runs/bon/<name>/mmvet.selected.jsonl (BoN/pick.py): <name>.json (the PRM's pick),
 <name>_orm.json and <name>_self_consistency.json; with --all_candidates also candidate_<k>.json (every
-question's k-th candidate). Each file is one JSON object "v1_<n>" -> answer string holding every question.
+question's k-th candidate). Each file is one JSON object "v1_<n>" -> answer string holding every question;
+export_summary.json says what was written and which input records were skipped.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 import json
 from dataclasses import dataclass, field
 
 from dreamprm.cli import StageArgs, parse_args
-from dreamprm.io import DataError, atomic_write_text, read_records
-from dreamprm.mmvet import grader_key, grader_results, key_order, read_candidates, selections
+from dreamprm.io import DataError, atomic_write_text, read_records, write_json
+from dreamprm.mmvet import check_key, grader_key, grader_results, key_order, read_candidates, selections
 
 
 @dataclass
@@ -46,11 +47,16 @@ def file_name(run: str, method: str, main: str) -> str:
 
 def main(argv=None) -> dict:
     cfg = parse_args(ExportConfig, argv)
-    out = cfg.resolve(cfg.out or "runs/mmvet_grader")
-    candidates = read_candidates(cfg.resolve(cfg.candidates))
+    # the whole folder is this stage's: locked, and refused if it holds files, unless --resume
+    out = cfg.output(cfg.out or "runs/mmvet_grader", " (the export is recomputed)", directory=True)
+    src = cfg.resolve(cfg.candidates)
+    skips = {"candidates": cfg.skips(src)}
+    candidates = read_candidates(src, skips["candidates"])
     qfile = cfg.resolve(cfg.questions)
     if qfile.is_file():
-        keys = key_order(grader_key(r["id"]) for r in read_records(qfile, required=("id",)))
+        skips["questions"] = cfg.skips(qfile)
+        keys = key_order(grader_key(r["id"]) for r in read_records(qfile, required=("id",), check=check_key,
+                                                                    skips=skips["questions"]))
     else:
         print(f"{qfile}: not found; the questions are those of the candidate file")
         keys = key_order(k for k, _ in candidates)
@@ -67,23 +73,29 @@ def main(argv=None) -> dict:
         path = root / name / f"{cfg.benchmark}.selected.jsonl"
         if not path.is_file():
             raise DataError(f"{path}: no selection file (run BoN/pick.py --name {name} first)")
-        main, by_method = selections(path)
+        skips[f"selection {name}"] = cfg.skips(path)
+        main, by_method = selections(path, skips[f"selection {name}"])
         jobs += [(file_name(name, method, main), picks) for method, picks in by_method.items()]
+    skipped = {role: sk.report(cfg.max_skip_fraction) for role, sk in skips.items()}
     if cfg.all_candidates:
         samples = sorted({s for _, s in candidates})
         jobs += [(f"candidate_{s}.json", {k: s for k, t in candidates if t == s}) for s in samples]
     if not jobs:
         raise DataError(f"no {cfg.benchmark}.selected.jsonl under {root} and no --all_candidates: nothing to export")
-    written = {}
+    files = {}  # every file computed before the first is written: an error leaves no partial export behind
     for name, picks in jobs:
         results, counts = grader_results(keys, picks, candidates, cfg.text)
-        unknown = len(set(picks) - set(keys))
+        counts["picks of ids not among the questions (left out)"] = len(set(picks) - set(keys))
+        files[name] = results, counts
+    written = {}
+    for name, (results, counts) in files.items():
         # ASCII escapes, as the grader's own example file: it opens the file in the platform's default encoding.
         atomic_write_text(out / name, json.dumps(results, indent=4) + "\n")
         written[name] = out / name
         notes = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        print(f"wrote {out / name}: {len(results)} questions" + (f"; {notes}" if notes else "")
-              + (f"; {unknown} picks of ids not among the questions left out" if unknown else ""))
+        print(f"wrote {out / name}: {len(results)} questions" + (f"; {notes}" if notes else ""))
+    write_json(out / "export_summary.json", {
+        "files": {name: {"questions": len(r), **c} for name, (r, c) in files.items()}, "skipped": skipped})
     print(f"grade with: python mm-vet_evaluator.py --mmvet_path <mm-vet folder> --result_path {out} "
           f"--model {next(iter(written)).removesuffix('.json')}")
     return written

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from dreamprm import shards
 from dreamprm.cli import parse_args
 from dreamprm.domains import canonical
-from dreamprm.io import AppendWriter, read_records
-from dreamprm.mc import NODE_FIELDS, RULES, MCSettings, estimate, node_key
+from dreamprm.io import AppendWriter, DataError, lock_output, read_records, where
+from dreamprm.mc import RULES, MCSettings, estimate, node_key, read_nodes
 from dreamprm.rollout import GenerationArgs
 from dreamprm.selection import histogram
 
@@ -38,25 +38,36 @@ class EstimateArgs(GenerationArgs):
 
 
 def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
+    cfg.check_generation()  # the settings first: each error one line, before anything is read or loaded
     cfg.use_prompts()
-    i, n = shards.parse_shard(cfg.shard)
-    tree = read_records(cfg.resolve(cfg.tree), required=NODE_FIELDS)
+    i, n = cfg.shard_spec()
+    settings = MCSettings(cfg.min_rollouts, cfg.max_rollouts, cfg.rule, cfg.temperature, cfg.max_new_tokens,
+                          cfg.seed, cfg.pool, cfg.min_completion_chars, cfg.max_redraws)
+    settings.check()
+    if cfg.limit is not None and cfg.limit < 1:
+        raise DataError(f"--limit must be at least 1, got {cfg.limit}")
+    out = shards.shard_path(cfg.resolve(cfg.out), i, n)
+    lock_output(out)  # before anything is read: a second copy on this output is refused at once
+    src = cfg.resolve(cfg.tree)
+    skips = cfg.skips(src)
+    tree = read_nodes(src, skips)
     last_sid: dict[tuple, int] = {}  # from the whole tree: a shard or --limit may cut a response
     for x in tree:
         key = (x["id"], x.get("sample", 0))
         last_sid[key] = max(last_sid.get(key, 0), x["sid"])
     tree = tree[: cfg.limit]
     position = {node_key(x): k for k, x in enumerate(tree)}
-    nodes = shards.select(tree, i, n)
-    ok = {id(x): not x.get("image_path") or cfg.resolve(x["image_path"]).is_file() for x in nodes}
-    missing = [x for x in nodes if not ok[id(x)]]
-    if missing:
-        print(f"skipping {len(missing)} node(s) whose image is missing, e.g. {cfg.resolve(missing[0]['image_path'])}")
-        nodes = [x for x in nodes if ok[id(x)]]
-    out = shards.shard_path(cfg.resolve(cfg.out), i, n)
-    settings = MCSettings(cfg.min_rollouts, cfg.max_rollouts, cfg.rule, cfg.temperature, cfg.max_new_tokens,
-                          cfg.seed, cfg.pool, cfg.min_completion_chars, cfg.max_redraws)
-    settings.check()
+    nodes = []
+    for x in shards.select(tree, i, n):  # images of this shard only, each opened once
+        if (bad := cfg.image_problem(x["image_path"])) is not None:
+            skips.bad(bad, where(x))  # the node is skipped, the run goes on
+        else:
+            nodes.append(x)
+    if skips.total:
+        print(skips.line())
+    skips.check(cfg.max_skip_fraction)  # before the output is opened: a flood leaves nothing behind
+    if not nodes:
+        raise DataError(f"{src}: no node to estimate in shard {cfg.shard} ({skips.line()})")
     with AppendWriter(out, key=node_key, resume=cfg.resume) as writer:
         shards.done_marker(out).unlink(missing_ok=True)  # unfinished until finalize() says otherwise
         todo = sum(not writer.done(node_key(x)) for x in nodes)
@@ -67,14 +78,16 @@ def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
             judge = judge or cfg.make_judge()
         stats = estimate(nodes, backend, judge, writer, settings, resolve_image=cfg.resolve, progress=progress,
                          last_sid=last_sid)
-    total = shards.finalize(out, lambda x: position.get(node_key(x), len(position)))
+    total = shards.finalize(out, lambda x: position.get(node_key(x), len(position)),
+                            summary={"skipped": skips.as_dict()})
 
     done = read_records(out) if total else []
     by_domain = defaultdict(list)
     for x in done:
         by_domain[canonical(str(x["dataset"]))].append(x["accuracy"])
     print(f"expanded {stats['nodes']} nodes with {stats['completions']} completions "
-          f"({stats['resumed']} resumed, {len(missing)} skipped for a missing image)")
+          f"({stats['resumed']} resumed, {skips.total} input nodes skipped)")
+    print(skips.line())
     if cfg.min_completion_chars:
         print(f"  short completions (<= {cfg.min_completion_chars} characters, not at a last step): "
               f"{stats['discarded']} discarded and redrawn, {stats['short_counted']} counted "
@@ -86,7 +99,7 @@ def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
     if judge is not None:
         print("  " + judge.report())
     print(f"wrote {out}: {total} nodes")
-    return {"out": out, "records": total, **stats, "skipped_missing_image": len(missing)}
+    return {"out": out, "records": total, **stats, "skipped": skips.as_dict()}
 
 
 def main(argv=None):

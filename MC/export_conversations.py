@@ -11,9 +11,9 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 from dataclasses import dataclass, field
 
 from dreamprm.cli import StageArgs, parse_args
-from dreamprm.export import DEFAULT_THRESHOLD, to_conversations
-from dreamprm.io import read_records, write_json, write_jsonl
-from dreamprm.mc import NODE_FIELDS
+from dreamprm.export import DEFAULT_THRESHOLD, check_threshold, to_conversations
+from dreamprm.io import DataError, write_json, write_jsonl
+from dreamprm.mc import read_nodes, write_summary
 
 
 @dataclass
@@ -30,11 +30,18 @@ class ConversationArgs(StageArgs):
 
 def main(argv=None):
     cfg = parse_args(ConversationArgs, argv)
+    check_threshold(cfg.threshold)
     out = cfg.output(cfg.out)
     src = cfg.resolve(cfg.nodes)
-    rows, skipped = to_conversations(read_records(src, required=NODE_FIELDS), cfg.threshold, where=str(src))
+    skips = cfg.skips(src)
+    rows, cut = to_conversations(read_nodes(src, skips), cfg.threshold, at=str(src), skips=skips)
+    print(skips.line())
+    skips.check(cfg.max_skip_fraction)  # before writing: a flood of bad nodes leaves no output
+    if not rows:
+        raise DataError(f"{src}: no response to export ({skips.line()})")
     (write_json if out.suffix == ".json" else write_jsonl)(out, rows)
-    for why, k in skipped.items():
+    write_summary(out, {"records": len(rows), **cut, "skipped": skips.as_dict()})
+    for why, k in cut.items():
         print(f"  {k} {why}")
     marks = [t["value"] for r in rows for t in r["conversations"] if t["from"] == "gpt"]
     print(f"wrote {out}: {len(rows)} responses, {len(marks)} labelled steps "

@@ -8,13 +8,12 @@ label. --soft_labels writes the accuracies as floats, for trainers with a float-
     python MC/export_trl.py --path . [--nodes runs/mc/estimate.jsonl] [--out runs/mc/trl.jsonl] [--threshold 0]
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
-import sys
 from dataclasses import dataclass, field
 
 from dreamprm.cli import StageArgs, parse_args
-from dreamprm.export import DEFAULT_THRESHOLD, to_trl
-from dreamprm.io import read_records, write_jsonl
-from dreamprm.mc import NODE_FIELDS
+from dreamprm.export import DEFAULT_THRESHOLD, check_threshold, to_trl
+from dreamprm.io import DataError, write_jsonl
+from dreamprm.mc import read_nodes, write_summary
 
 SOFT_WARNING = (
     "warning: --soft_labels writes float labels. TRL's PRMTrainer applies int() to every label, so each one "
@@ -38,13 +37,20 @@ class ExportArgs(StageArgs):
 
 def main(argv=None):
     cfg = parse_args(ExportArgs, argv)
+    check_threshold(cfg.threshold)
     out = cfg.output(cfg.out)
     src = cfg.resolve(cfg.nodes)
-    rows, skipped = to_trl(read_records(src, required=NODE_FIELDS), cfg.threshold, cfg.soft_labels, where=str(src))
+    skips = cfg.skips(src)
+    rows, cut = to_trl(read_nodes(src, skips), cfg.threshold, cfg.soft_labels, at=str(src), skips=skips)
+    print(skips.line())
+    skips.check(cfg.max_skip_fraction)  # before writing: a flood of bad nodes leaves no output
+    if not rows:
+        raise DataError(f"{src}: no response to export ({skips.line()})")
     if cfg.soft_labels:
         print(SOFT_WARNING, file=sys.stderr)
     write_jsonl(out, rows)
-    for why, k in skipped.items():
+    write_summary(out, {"records": len(rows), **cut, "skipped": skips.as_dict()})
+    for why, k in cut.items():
         print(f"  {k} {why}")
     labels = [x for r in rows for x in r["labels"]]
     n_true = sum(labels)

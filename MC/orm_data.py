@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from dreamprm.cli import StageArgs, parse_args
 from dreamprm.domains import canonical
-from dreamprm.io import write_jsonl
+from dreamprm.io import DataError, write_jsonl
+from dreamprm.mc import write_summary
 from dreamprm.orm import orm_records
 from dreamprm.rollout import read_policy_records
 
@@ -31,19 +32,25 @@ class OrmDataArgs(StageArgs):
 def main(argv=None):
     cfg = parse_args(OrmDataArgs, argv)
     out = cfg.output(cfg.out, " (the records are deterministic)")
-    records = read_policy_records(cfg, cfg.responses)
-    train, skipped = orm_records(records, image_exists=lambda p: cfg.resolve(p).is_file(),
-                                 require_steps=cfg.require_steps, per_domain=cfg.per_domain, seed=cfg.seed,
-                                 where=cfg.responses)
+    skips = cfg.skips(cfg.responses)  # bad records and unusable responses, with their file:line
+    records = read_policy_records(cfg, cfg.responses, skips=skips)
+    train, skipped = orm_records(records, require_steps=cfg.require_steps, per_domain=cfg.per_domain,
+                                 seed=cfg.seed, where=cfg.responses, skips=skips, image_problem=cfg.image_problem)
+    capped = sum(k for why, k in skipped.items() if why.startswith("over the cap"))  # not bad input
+    print(f"read {skips.seen} responses; {len(train)} ORM records, {skips.total} skipped"
+          + (f", {capped} over the cap of {cfg.per_domain} per domain" if capped else ""))
+    print(skips.line())
+    skips.check(cfg.max_skip_fraction)  # before writing: a flood of bad records leaves no output
+    if not train:
+        raise DataError(f"no ORM record: no response has a final answer ({skips.line()})")
     write_jsonl(out, train)
-    print(f"read {len(records)} responses; {len(train)} ORM records, {sum(skipped.values())} skipped")
-    for why, k in sorted(skipped.items()):
-        print(f"  skipped {k}: {why}")
+    summary = {"records": len(train), "over_the_cap": capped, "skipped": skips.as_dict()}
+    write_summary(out, summary)
     right = Counter(canonical(str(x["dataset"])) for x in train if x["accuracy"])
     for d, n in sorted(Counter(canonical(str(x["dataset"])) for x in train).items()):
         print(f"  {d}: {n} records, {right[d]} right")
     print(f"wrote {out}")
-    return train, skipped
+    return train, summary
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from dreamprm import shards
 from dreamprm.cli import StageArgs, parse_args
-from dreamprm.io import read_records, write_jsonl
-from dreamprm.mc import NODE_FIELDS
+from dreamprm.io import DataError, write_jsonl
+from dreamprm.mc import check_node, read_nodes, write_summary
 from dreamprm.selection import balance, histogram
 
 
@@ -27,9 +27,24 @@ def main(argv=None):
     src, out = cfg.resolve(cfg.nodes), cfg.output(cfg.out, " (the selection is seeded)")
     if not shards.done_marker(src).exists():
         print(f"warning: {src} has no .done marker: MC estimation may be unfinished (or its shards unmerged)")
-    nodes = read_records(src, required=NODE_FIELDS)
+
+    def check(r):  # a node the trainer could not use must not take a place in the per-domain selection
+        check_node(r)
+        if (bad := cfg.image_problem(r["image_path"])) is not None:
+            raise bad
+
+    skips = cfg.skips(src)
+    nodes = read_nodes(src, skips, check)
+    print(skips.line())
+    skips.check(cfg.max_skip_fraction)  # before writing: a flood of bad nodes leaves no output
     train, stats = balance(nodes, cap=cfg.per_domain, seed=cfg.seed)
+    if not train:
+        raise DataError(f"{src}: no train record selected from {len(nodes)} usable nodes "
+                        f"(--per_domain {cfg.per_domain}; {skips.line()})")
     write_jsonl(out, train)
+    summary = {"records": len(train), "nodes": len(nodes), "skipped": skips.as_dict(),
+               "per_domain": {d: dict(c) for d, c in stats.items()}}
+    write_summary(out, summary)
     print(f"{len(nodes)} labelled nodes -> {len(train)} train records (at most {cfg.per_domain} per domain)")
     print(f"  {'domain':<14}" + "".join(f"{h:>16}" for h in ("mixed", "accuracy 0", "accuracy 1"))
           + "   (selected / available)")
@@ -38,7 +53,7 @@ def main(argv=None):
                                      for k in ("mixed", "0", "1")))
     print(f"  label histogram: {dict(sorted(histogram([r['accuracy'] for r in train]).items()))}")
     print(f"wrote {out}")
-    return train, stats
+    return train, summary
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from dreamprm.cli import StageArgs, parse_args
 from dreamprm.domains import canonical
-from dreamprm.io import write_jsonl
-from dreamprm.mc import build_tree
+from dreamprm.io import DataError, write_jsonl
+from dreamprm.mc import POLICY_FIELDS, build_tree, write_summary
 from dreamprm.rollout import read_policy_records
 
 
@@ -25,15 +25,21 @@ class TreeArgs(StageArgs):
 def main(argv=None):
     cfg = parse_args(TreeArgs, argv)
     out = cfg.output(cfg.out, " (the tree is deterministic)")
-    records = read_policy_records(cfg, cfg.responses)
-    nodes, skipped = build_tree(records, image_exists=lambda p: cfg.resolve(p).is_file(), where=cfg.responses)
+    skips = cfg.skips(cfg.responses)  # bad records and unusable responses, with their file:line
+    records = read_policy_records(cfg, cfg.responses, required=POLICY_FIELDS + ("ground_truth",), skips=skips)
+    nodes, _ = build_tree(records, where=cfg.responses, skips=skips, image_problem=cfg.image_problem)
+
+    responses = Counter(canonical(str(n["dataset"])) for n in nodes if n["sid"] == 1)
+    print(f"read {skips.seen} responses; {sum(responses.values())} kept, {skips.total} skipped")
+    print(skips.line())
+    skips.check(cfg.max_skip_fraction)  # before writing: a flood of bad records leaves no output
+    if not nodes:
+        raise DataError(f"no tree nodes: no response has both steps and a final answer ({skips.line()})")
     write_jsonl(out, nodes)
+    summary = {"records": len(nodes), "responses": sum(responses.values()), "skipped": skips.as_dict()}
+    write_summary(out, summary)
 
     per_domain = Counter(canonical(str(n["dataset"])) for n in nodes)
-    responses = Counter(canonical(str(n["dataset"])) for n in nodes if n["sid"] == 1)
-    print(f"read {len(records)} responses; {sum(responses.values())} kept, {sum(skipped.values())} skipped")
-    for why, k in sorted(skipped.items()):
-        print(f"  skipped {k}: {why}")
     for d in sorted(per_domain):
         print(f"  {d}: {responses[d]} responses -> {per_domain[d]} nodes")
     steps = Counter(Counter((n["id"], n["sample"]) for n in nodes).values())
@@ -41,7 +47,7 @@ def main(argv=None):
     print(f"  initial labels: {sum(n['score'] for n in nodes)} nodes from right responses, "
           f"{sum(1 - n['score'] for n in nodes)} from wrong ones")
     print(f"wrote {out}: {len(nodes)} nodes")
-    return nodes, skipped
+    return nodes, summary
 
 
 if __name__ == "__main__":

@@ -8,17 +8,13 @@ hint, options} (JSONL) with its images saved beside it, from the hub or from loc
 from __future__ import annotations
 
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
-
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from dataset.sources import mathvision, mathvista, mmmu, mmmu_pro, mmpr, mmstar, mmvet, wemath  # noqa: E402
 from dreamprm.cli import StageArgs, parse_args  # noqa: E402
-from dreamprm.data import Skip, SourceWriter  # noqa: E402
+from dreamprm.data import SourceWriter  # noqa: E402
+from dreamprm.io import DataError, Skips, lock_output  # noqa: E402
 
 SOURCES = {m.NAME: m for m in (mmpr, mmmu_pro, mmmu, mathvista, wemath, mathvision, mmvet, mmstar)}
 
@@ -48,7 +44,7 @@ def local_paths(cfg: PrepareConfig) -> dict[str, list[Path]]:
         name, sep, path = item.partition("=")
         if not sep or name not in SOURCES:
             if len(cfg.sources) != 1:
-                raise SystemExit(f"--local {item}: write SOURCE=PATH (sources: {', '.join(SOURCES)})")
+                raise DataError(f"--local {item}: write SOURCE=PATH (sources: {', '.join(SOURCES)})")
             name, path = cfg.sources[0], item
         out.setdefault(name, []).append(cfg.resolve(path))
     return out
@@ -56,20 +52,23 @@ def local_paths(cfg: PrepareConfig) -> dict[str, list[Path]]:
 
 def prepare(name: str, cfg: PrepareConfig, local: list[Path] | None) -> str:
     src = SOURCES[name]
-    w = SourceWriter(cfg.resolve(cfg.out).resolve() / f"{name}.jsonl", cfg.path)
+    out = cfg.resolve(cfg.out).resolve() / f"{name}.jsonl"
+    lock_output(out)  # one writer per source: its JSONL and its images folder
+    w = SourceWriter(out, cfg.path, Skips(name), cfg.max_image_pixels)
     cap = cfg.n_per_domain if getattr(src, "PER_DOMAIN", False) else None
     for row in src.rows(local, cfg):
-        if cap is not None and w.by_dataset[row["domain"]] >= cap:
+        if cap is not None and w.by_dataset[row.get("domain")] >= cap:
             continue  # domain full: later rows are only reserves for skipped ones
-        try:
-            w.add(src.convert(row), base=row.get("_base"))
-        except Skip as e:
-            w.skipped[str(e)] += 1
-    return w.close()
+        w.offer(row, src.convert)  # a bad row is counted with its file:line, never fatal
+    return w.close(cfg.max_skip_fraction)
 
 
 def main(argv=None) -> int:
     cfg = parse_args(PrepareConfig, argv)
+    if cfg.cache_dir:  # like every path option: relative to --path
+        cfg.cache_dir = str(cfg.resolve(cfg.cache_dir))
+    if cfg.n_per_domain < 1:
+        raise DataError(f"--n_per_domain must be at least 1, got {cfg.n_per_domain}")
     local = local_paths(cfg)
     failed = []
     for name in dict.fromkeys(cfg.sources):

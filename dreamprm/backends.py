@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .io import load_image
+from .io import DataError, load_image, where
 
 
 @dataclass
@@ -49,8 +49,19 @@ def stable_seed(*parts) -> int:
     return int.from_bytes(digest, "big") % (2**31 - 1)  # fits every engine's seed type
 
 
-class BackendUnavailable(RuntimeError):
-    """The chosen backend cannot run in this environment (e.g. vLLM not installed)."""
+class BackendUnavailable(DataError, RuntimeError):
+    """The chosen backend cannot run in this environment (e.g. vLLM not installed): a one-line user error."""
+
+
+def request_image(r: Request):
+    """The request's image as RGB. The stages check every image when they read their input (`cfg.image_problem`)
+    and skip the records of a bad one, so a backend may assume a loadable image; one that broke since is still
+    a one-line error naming the image and the record that needs it, never a bare traceback."""
+    try:
+        return load_image(r.image)
+    except DataError as e:
+        raise DataError(f"{where(r.question, 'a request')}: {e} (the file changed after the stage checked it; "
+                        "rerun with --resume)") from None
 
 
 class Backend:
@@ -78,7 +89,7 @@ class TransformersBackend(Backend):
         images: dict[str, object] = {}  # one decode per image file per call (MC requests share images)
         for r in requests:
             if r.image is not None and r.image not in images:
-                images[r.image] = load_image(r.image)
+                images[r.image] = request_image(r)
         # One generator seed per call: transformers cannot seed rows separately (see module docstring).
         torch.manual_seed(stable_seed(*[r.seed for r in requests]))
         prompts = [(images.get(r.image) if r.image is not None else None, r.text) for r in requests]
@@ -111,7 +122,7 @@ class VLLMBackend(Backend):
         convs, images = [], {}
         for r in requests:
             if r.image and r.image not in images:
-                images[r.image] = load_image(r.image)
+                images[r.image] = request_image(r)
             image = [{"type": "image_pil", "image_pil": images[r.image]}] if r.image else []
             convs.append([{"role": "user", "content": image + [{"type": "text", "text": r.text}]}])
         params = [self.vllm.SamplingParams(n=n, temperature=temperature, top_p=1.0, max_tokens=max_new_tokens,
@@ -129,7 +140,7 @@ def make_backend(name: str, model: str, device: str | None = None, precision: st
                  batch_size: int | None = None, **kwargs) -> Backend:
     """The backend `name` for `model`; batch_size None keeps the backend's own default (8, vllm 256)."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
+        raise DataError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     return BACKENDS[name](model, device=device, precision=precision, **kwargs)

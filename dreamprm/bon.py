@@ -14,6 +14,9 @@ Rules used everywhere (BoN/README.md says why):
 - Ties (equal scores, equal vote counts) go to the lowest sample index.
 - A candidate without steps has no PRM score: it ranks below every scored candidate.
 - Correctness is the candidate's `true_false`, decided at inference by the benchmark's answer rules.
+- Bad input records are skipped and counted per kind with their file:line (`check_candidate`, `check_scores`;
+  scoring also checks each image once), up to --max_skip_fraction; a score is a finite number in [0, 1]
+  wherever it is read or produced, so a NaN is never selected.
 
 Speed (`TreeScorer`): a question's candidates share the image and the question, and the sequences of one
 candidate's prefixes share their beginning. All sequences of a question go into ONE row as a token tree (a
@@ -25,7 +28,11 @@ onto the vocabulary.
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 from collections import Counter, defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +41,12 @@ import torch
 from .aggregation import AGGREGATIONS, aggregate
 from .answers import extract_choice, normalize_text, parse_number
 from .cli import StageArgs
-from .io import AppendWriter, DataError, load_image, read_records, write_json, write_jsonl
+from .io import (AppendWriter, BadRecord, DataError, Skips, atomic_write_text, iter_jsonl, load_image, lock_output,
+                 number, read_records, require, where, write_json, write_jsonl)
 from .models import chat
 from .packing import TreeScorer
 from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format, scored_text
-from .samples import as_label, image_path, response_sample
+from .samples import check_policy, image_path, label, response_sample
 from .steps import final_answer_text, has_final_answer, num_steps
 
 BENCHMARKS = ("wemath", "mathvista", "mathvision", "mmvet", "mmstar")
@@ -69,6 +77,7 @@ class Candidate:
     response: str
     true_false: bool
     answer: str | None  # the final answer inference extracted (else taken from the response)
+    where: str = "?"  # file:line of its record, for messages
 
 
 @dataclass
@@ -79,31 +88,63 @@ class Question:
     image: Path | None
     options: list | None
     candidates: list[Candidate] = field(default_factory=list)  # sorted by sample index
+    where: str = "?"  # file:line of its first record
 
 
-def load_candidates(path: Path, root: Path) -> tuple[dict, Counter]:
+def check_id(r: dict) -> None:
+    """Ids key dicts and are compared across files: a string or an integer (a read_records check)."""
+    if isinstance(r["id"], bool) or not isinstance(r["id"], (str, int)):
+        raise BadRecord("wrong type", f"id must be a string or an integer, got {r['id']!r}")
+
+
+def check_candidate(r: dict) -> None:
+    """The fields of a candidate record (a read_records check): those of every policy record (id, input,
+    response, the label true_false), and `sample`, `answer`, `options`, `image_path` when present."""
+    check_policy(r)
+    if r.get("sample") is not None:
+        number(r, "sample", 0, None, integer=True)
+    a = r.get("answer")
+    if a is not None and (isinstance(a, bool) or not isinstance(a, (str, int, float))):
+        raise BadRecord("wrong type", f"answer must be a string, got {a!r}")
+    for key, kind in (("options", list), ("image_path", str), ("dataset", str)):
+        if r.get(key) is not None and not isinstance(r[key], kind):
+            raise BadRecord("wrong type", f"{key} must be a {kind.__name__}, got {r[key]!r}")
+
+
+def load_candidates(path: Path, root: Path, skips: Skips | None = None, images=None) -> tuple[dict, Counter]:
     """Candidate records -> {id: Question} in file order, plus counts of what was wrong with them.
 
-    Nothing here is fatal except a malformed file: a repeated (id, sample) pair keeps its first record; a
-    record without `sample` gets its position among the question's records.
+    A bad record (`check_candidate`; with `images`, a function path -> BadRecord | None such as
+    cfg.image_problem, also its image: missing, empty, unreadable, too large) is counted in `skips` and left
+    out, or is a DataError naming file:line without `skips`. A repeated (id, sample) pair keeps its first
+    record (counted as "duplicate candidate" in `skips`, else in the returned counts); a record without
+    `sample` gets its position among the question's records.
     """
-    records = read_records(path, required=CANDIDATE_FIELDS)
+    def check(r):
+        check_candidate(r)
+        if images is not None and (bad := images(image_path(r, root))) is not None:
+            raise bad
+
+    records = read_records(path, required=CANDIDATE_FIELDS, check=check, skips=skips)
     questions: dict = {}
     issues: Counter = Counter()
-    for i, r in enumerate(records):
+    for r in records:
         q = questions.get(r["id"])
         if q is None:
             q = questions[r["id"]] = Question(r["id"], str(r.get("dataset") or path.stem), str(r["input"]),
-                                              image_path(r, root), r.get("options") or None)
+                                              image_path(r, root), r.get("options") or None, where=where(r))
         s = r.get("sample")
         s = len(q.candidates) if s is None else int(s)
-        if any(c.sample == s for c in q.candidates):
-            issues["duplicate candidates (first kept)"] += 1
+        if (first := next((c for c in q.candidates if c.sample == s), None)) is not None:
+            if skips is None:
+                issues["duplicate candidates (first kept)"] += 1
+            else:
+                skips.add("duplicate candidate", where(r), f"id {r['id']!r} sample {s} is also at {first.where}")
             continue
         response = str(r["response"] or "")
         answer = r["answer"] if "answer" in r else final_answer_text(response)
-        q.candidates.append(Candidate(s, response, bool(as_label(r["true_false"], f"{path}: record {i + 1}")),
-                                      None if answer is None else str(answer)))
+        q.candidates.append(Candidate(s, response, bool(label(r["true_false"])),
+                                      None if answer is None else str(answer), where(r)))
     for q in questions.values():
         q.candidates.sort(key=lambda c: c.sample)
     return questions, issues
@@ -182,10 +223,22 @@ class SelectConfig(StageArgs):
         return [b.strip() for b in self.benchmarks.split(",") if b.strip()]
 
     def ns(self) -> list[int]:
-        ns = sorted({int(x) for x in self.n.split(",") if x.strip()})
+        try:
+            ns = sorted({int(x) for x in self.n.split(",") if x.strip()})
+        except ValueError:
+            ns = []
         if not ns or ns[0] < 1:
-            raise ValueError(f"--n needs positive integers, got {self.n!r}")
+            raise DataError(f"--n needs comma-separated positive integers, got {self.n!r}")
         return ns
+
+    def check_selection(self) -> None:
+        """The selection options, checked before anything is read or written."""
+        if self.aggregation not in AGGREGATIONS:
+            raise DataError(f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {self.aggregation!r}")
+        if self.ties not in TIE_BREAKS or self.stepless not in STEPLESS:
+            raise DataError(f"--ties must be one of {', '.join(TIE_BREAKS)} and --stepless one of "
+                            f"{', '.join(STEPLESS)}; got {self.ties!r}, {self.stepless!r}")
+        self.ns()
 
     def candidates_path(self, benchmark: str) -> Path:
         return self.resolve(self.candidates.format(benchmark=benchmark))
@@ -194,7 +247,9 @@ class SelectConfig(StageArgs):
 @dataclass
 class ScoreConfig(SelectConfig):
     """Best-of-N verification: the PRM's score of every step prefix of every candidate, then selection."""
-    prm: str = field(default="runs/reweighting/prm", metadata={"help": "trained PRM directory (or hub id)"})
+    prm: str = field(default="runs/reweighting/prm", metadata={
+        "help": "trained PRM directory, relative to --path; a value that is no path there and looks like a hub id "
+                "(name or org/name) is loaded from the hub"})
     input_format: str = field(default="auto", metadata={
         "help": f"PRM input format: {', '.join(FORMATS)}, or auto: the one the PRM was trained with "
                 "(<prm>/prm_config.json; paper if absent). Must be the format the PRM was trained with"})
@@ -210,22 +265,59 @@ class ScoreConfig(SelectConfig):
                 "included (an ORM, e.g. --prm runs/orm/prm --name orm: Table 1's ORM row)"})
 
 
-def resolve_format(cfg: ScoreConfig) -> str:
+def prm_location(cfg: ScoreConfig) -> str:
+    """--prm as `from_pretrained` takes it. A value naming a path under --path (`cfg.resolve`) is that local
+    directory; otherwise a value shaped like a hub id ("name" or "org/name": no leading "." or "~", at most
+    one slash) is passed on as one; anything else is a local path that does not exist, an error now, before
+    any output is opened."""
+    local = cfg.resolve(cfg.prm)
+    if local.exists():
+        return str(local)
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", cfg.prm):
+        return cfg.prm
+    raise DataError(f"--prm {cfg.prm}: no such directory ({local}; a relative path resolves against --path)")
+
+
+def resolve_format(cfg: ScoreConfig, location: str | None = None) -> str:
     if cfg.input_format != "auto":
+        if cfg.input_format not in FORMATS:
+            raise DataError(f"--input_format must be auto or one of {', '.join(FORMATS)}, got {cfg.input_format!r}")
         return cfg.input_format
-    fmt = saved_format(cfg.resolve(cfg.prm)) if cfg.resolve(cfg.prm).is_dir() else None
+    location = location or prm_location(cfg)
+    # a local location is absolute (cfg.resolve); a hub id is not looked up in the working directory
+    fmt = saved_format(location) if Path(location).is_absolute() and Path(location).is_dir() else None
     return fmt if fmt in FORMATS else "paper"
+
+
+def _load_prm(cfg: ScoreConfig, location: str, fmt: str) -> PRM:
+    """The PRM; a directory or hub id that holds no loadable model is one line naming --prm."""
+    cfg.announce("PRM", cfg.precision)  # where it runs, before the (possibly long) load
+    try:
+        return PRM.from_pretrained(location, cfg.device, cfg.precision, fmt).eval()
+    except (OSError, ValueError) as e:  # transformers' "no config.json", "not a valid model identifier", ...
+        raise DataError(f"--prm {cfg.prm}: cannot load a PRM from {location}: {' '.join(str(e).split())}") from None
 
 
 def _check_resume(out: Path, prm: str, fmt: str, unit: str = "step") -> None:
     """Scores of another PRM, format or unit must not be continued into the same file."""
     if not out.exists() or not out.stat().st_size:
         return
-    with open(out, encoding="utf-8") as f:
-        first = json.loads(f.readline())
+    first = next((r for _, r in iter_jsonl(out)), None)
+    if first is None:
+        return
     if (first.get("prm"), first.get("format"), first.get("unit", "step")) != (prm, fmt, unit):
-        raise DataError(f"{out}: scored with PRM {first.get('prm')!r} in format {first.get('format')!r} per "
+        raise DataError(f"{out}:1: scored with PRM {first.get('prm')!r} in format {first.get('format')!r} per "
                         f"{first.get('unit', 'step')}, not {prm!r} in {fmt!r} per {unit}; use another --out or --name")
+
+
+def _check_model_scores(q: Question, c: Candidate, scores: list[float]) -> None:
+    """A PRM's score is a sigmoid, in [0, 1]. Anything else (NaN from broken weights or an overflow in low
+    precision) must stop the run here: written, it would be picked, or refused by the writer later."""
+    for j, x in enumerate(scores, 1):
+        if not (math.isfinite(x) and 0 <= x <= 1):
+            raise DataError(f"{c.where}: the PRM scored step {j} of question {q.id!r}, sample {c.sample}, as {x} "
+                            "(not a number in [0, 1]); check the PRM's weights or try --precision fp32, then "
+                            "--resume (the questions written so far are kept)")
 
 
 def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: int, meta: dict,
@@ -233,7 +325,8 @@ def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: i
     """Score every not yet written question and append one record per question:
     {id, dataset, prm, format, unit, candidates: [{sample, scores: [one per step]}]} ([] for a candidate without
     steps). With meta["unit"] == "response": one score per candidate, the whole response's ([] without a final
-    answer).
+    answer). Images must have been checked (`load_candidates(..., images=...)`); a score that is not a number in
+    [0, 1] is a DataError naming the question.
 
     Longest questions first (a GPU runs out of memory at once, not after hours); a question is written when
     all its candidates are scored, so a killed run loses at most the batches in flight.
@@ -241,17 +334,8 @@ def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: i
     counts: Counter = Counter()
     todo, unit = [], meta.get("unit", "step")
     for q in questions.values():
-        if writer.done(q.id):
-            continue
-        if q.image is not None and not q.image.is_file():
-            counts["questions not scored: image missing"] += 1
-            if counts["questions not scored: image missing"] <= 5:
-                print(f"  image not found, question {q.id!r} not scored: {q.image}")
-            continue
-        samples = candidate_samples(q, unit)
-        counts["candidates without steps" if unit == "step" else "candidates without a final answer"] += \
-            sum(s is None for s in samples)
-        todo.append((q, samples))
+        if not writer.done(q.id):
+            todo.append((q, candidate_samples(q, unit)))
     # sort by length: similar rows share a batch, so padding stays small (characters stand in for tokens)
     todo.sort(key=lambda t: -(len(t[0].question) + sum(len(c.response) for c in t[0].candidates)))
     chunks = []  # (question index, candidate indices) with at most batch_size samples each
@@ -284,6 +368,7 @@ def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: i
                 k = 0
                 for t, i in flat:
                     m = len(todo[t][1][i].prefixes)
+                    _check_model_scores(todo[t][0], todo[t][0].candidates[i], scores[k:k + m])
                     results[t][i] = scores[k:k + m]
                     k += m
             for t, _ in batch:
@@ -295,42 +380,76 @@ def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: i
     return counts
 
 
+def scoring_counts(questions: dict, writer: AppendWriter, unit: str) -> dict:
+    """What scoring.json reports of one benchmark; counted over all its questions, so a resumed run reports
+    what an uninterrupted one does."""
+    samples = [s for q in questions.values() for s in candidate_samples(q, unit)]
+    return {"questions": len(questions), "candidates": len(samples),
+            "questions scored": sum(writer.done(q) for q in questions),
+            "candidates without steps" if unit == "step" else "candidates without a final answer":
+                sum(s is None for s in samples)}
+
+
 def score_benchmarks(cfg: ScoreConfig) -> dict:
-    """BoN/score.py: score every benchmark's candidates (resumable), then select unless --no_select."""
-    fmt = resolve_format(cfg)
+    """BoN/score.py: score every benchmark's candidates (resumable), then select unless --no_select.
+
+    Everything that can be wrong with the input or the command is found before the PRM loads: options,
+    --prm, every candidate file (bad records and images skipped and counted, the --max_skip_fraction
+    ceiling), outputs that exist without --resume, a resume of another PRM's scores. Nothing is written
+    before the first score, so a failed start leaves nothing that blocks the retry.
+    """
     if cfg.packing not in ("tree", "none"):
-        raise ValueError(f"--packing must be tree or none, got {cfg.packing!r}")
+        raise DataError(f"--packing must be tree or none, got {cfg.packing!r}")
     if cfg.unit not in UNITS:
-        raise ValueError(f"--unit must be one of {', '.join(UNITS)}, got {cfg.unit!r}")
+        raise DataError(f"--unit must be one of {', '.join(UNITS)}, got {cfg.unit!r}")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise DataError(f"--precision must be auto, bf16 or fp32, got {cfg.precision!r}")
     out_dir = cfg.out_dir()
-    prm = scorer = None
+    lock_output(out_dir, directory=True)  # one run per output directory: a second copy stops here
+    location = prm_location(cfg)
+    fmt = resolve_format(cfg, location)
+    cfg.output(out_dir / "scoring.json", " (scoring again continues the scores files)")
+    if cfg.select:
+        selection_outputs(cfg, out_dir)
     report: dict = {}
+    benches: dict = {}
     for bench in cfg.benchmark_list():
-        src, out = cfg.candidates_path(bench), out_dir / f"{bench}.scores.jsonl"
+        src = cfg.candidates_path(bench)
         if not src.is_file():
-            print(f"{bench}: no candidate file {src}; skipped")
-            report[bench] = {"skipped": "no candidate file"}
+            print(f"{bench}: no candidate file {src}; left out")
+            report[bench] = {"left out": f"no candidate file {src}"}
             continue
-        questions, issues = load_candidates(src, cfg.resolve("."))
-        if cfg.resume:
+        skips = cfg.skips(src)
+        benches[bench], _ = load_candidates(src, cfg.resolve("."), skips, cfg.image_problem)
+        report[bench] = {"skipped": skips.report(cfg.max_skip_fraction)}
+    if not benches:
+        raise DataError(f"no candidate file for any of {cfg.benchmarks!r} (looked for {cfg.candidates!r})")
+    meta = {"prm": cfg.prm, "format": fmt, "unit": cfg.unit}
+    scorer = None
+    with ExitStack() as stack:
+        writers = {}
+        for bench in benches:  # every output checked (and locked) before the first score
+            out = out_dir / f"{bench}.scores.jsonl"
+            writers[bench] = stack.enter_context(AppendWriter(out, key=lambda r: r["id"], resume=cfg.resume))
             _check_resume(out, cfg.prm, fmt, cfg.unit)
-        with AppendWriter(out, key=lambda r: r["id"], resume=cfg.resume) as w:
+        for bench, questions in benches.items():
+            w, resumed = writers[bench], writers[bench].n_resumed
             todo = sum(not w.done(q) for q in questions)
             print(f"{bench}: {len(questions)} questions, {sum(len(q.candidates) for q in questions.values())} "
-                  f"candidates; {w.n_resumed} questions already in {out}, {todo} to score ({fmt} format, "
+                  f"candidates; {resumed} questions already in {w.path}, {todo} to score ({fmt} format, "
                   f"per {cfg.unit})")
-            if todo and prm is None:
-                prm = PRM.from_pretrained(cfg.prm, cfg.device, cfg.precision, fmt).eval()
+            if todo and scorer is None:
+                prm = _load_prm(cfg, location, fmt)
                 scorer = TreeScorer(prm).score if cfg.packing == "tree" else _plain(prm)
-            meta = {"prm": cfg.prm, "format": fmt, "unit": cfg.unit}
-            counts = score_questions(questions, scorer, w, cfg.batch_size, meta, f"PRM {bench}") if todo else Counter()
-        counts.update(issues)
-        for why, k in sorted(counts.items()):
-            print(f"  {why}: {k}")
-        report[bench] = dict(counts)
-    if all("skipped" in r for r in report.values()):
-        raise DataError(f"no candidate file for any of {cfg.benchmarks!r} (looked for {cfg.candidates!r})")
-    write_json(out_dir / "scoring.json", {"prm": cfg.prm, "format": fmt, "unit": cfg.unit, "benchmarks": report})
+            now = score_questions(questions, scorer, w, cfg.batch_size, meta, f"PRM {bench}") if todo else Counter()
+            counts = scoring_counts(questions, w, cfg.unit)
+            for why, k in counts.items():
+                print(f"  {why}: {k}")
+            report[bench].update(counts, **{"scored in this run": now["questions scored"], "resumed": resumed})
+    if not any(r.get("questions scored") for r in report.values()):
+        raise DataError(f"no question scored in any benchmark of {cfg.benchmarks!r}")
+    write_json(out_dir / "scoring.json", {"prm": cfg.prm, "prm_location": location, "format": fmt, "unit": cfg.unit,
+                                          "benchmarks": report})
     if cfg.select:
         select_benchmarks(cfg)
     return report
@@ -351,11 +470,12 @@ STEPLESS = ("last", "neutral")  # neutral: the released code's score of a candid
 
 def pick_best(values: list[float | None], ties: str = "first") -> int:
     """Index of the highest value; ties go to the lowest index (= lowest sample index; `last`: the highest),
-    None ranks last."""
+    None (and anything not finite) ranks last."""
+    ok = lambda v: v is not None and math.isfinite(v)  # noqa: E731  (a NaN is never picked, whatever reads it)
     best = 0
     for i, v in enumerate(values):
         b = values[best]
-        if v is not None and (b is None or v > b or (ties == "last" and v == b)):
+        if ok(v) and (not ok(b) or v > b or (ties == "last" and v == b)):
             best = i
     return best
 
@@ -494,54 +614,96 @@ def _selected(q: Question, steps, picks: dict, method: str | None) -> dict:
             "picks": {name: q.candidates[picks[m]].sample for name, m in SIDE_PICKS.items() if m in picks}}
 
 
-def read_scores(path: Path) -> tuple[dict, str]:
+def check_scores(r: dict) -> None:
+    """A scores record (a read_records check): every score a finite number in [0, 1] (the PRM's sigmoid), one per
+    candidate at most per response. A bad one skips the question's record: it is then a question without
+    scores (counted), never a candidate picked for a NaN."""
+    check_id(r)
+    unit = r.get("unit", "step")
+    if unit not in UNITS:
+        raise BadRecord("wrong type", f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    if not isinstance(r["candidates"], list):
+        raise BadRecord("wrong type", f"candidates must be a list, got {r['candidates']!r}")
+    for c in r["candidates"]:
+        if not isinstance(c, dict):
+            raise BadRecord("wrong type", f"a candidate must be an object, got {c!r}")
+        require(c, ("sample", "scores"))
+        s = number(c, "sample", 0, None, integer=True)
+        if not isinstance(c["scores"], list):
+            raise BadRecord("wrong type", f"scores of sample {s} must be a list, got {c['scores']!r}")
+        for j, x in enumerate(c["scores"], 1):
+            number({f"sample {s} step {j}": x}, f"sample {s} step {j}", 0, 1)
+        if unit == "response" and len(c["scores"]) > 1:
+            raise BadRecord("inconsistent numbers", f"unit response has one score per candidate, sample {s} has "
+                                                    f"{len(c['scores'])}")
+
+
+def read_scores(path: Path, skips: Skips | None = None) -> tuple[dict, str]:
     """id -> {sample: [scores]} from a scores file (a record written twice: the last one wins), and the unit
-    the scores belong to (`step`, also for files written before the unit was recorded, or `response`)."""
+    the scores belong to (`step`, also for files written before the unit was recorded, or `response`). A bad
+    record (`check_scores`) is counted in `skips`, or is a DataError naming file:line without."""
     out, units = {}, set()
-    for r in read_records(path, required=("id", "candidates")):
-        out[r["id"]] = {c["sample"]: c["scores"] for c in r["candidates"]}
+    for r in read_records(path, required=("id", "candidates"), check=check_scores, skips=skips):
+        out[r["id"]] = {int(c["sample"]): c["scores"] for c in r["candidates"]}
         units.add(r.get("unit", "step"))
     if len(units) > 1:
         raise DataError(f"{path}: scores of several units ({', '.join(sorted(units))}) in one file")
     return out, units.pop() if units else "step"
 
 
+def selection_outputs(cfg: SelectConfig, out_dir: Path) -> dict:
+    """The outputs of the selection, locked and refused if they exist without --resume: results.json and
+    <benchmark>.selected.jsonl; checked at the start, so a run never fails after its work."""
+    cfg.check_selection()
+    why = " (the selection is recomputed from the scores)"
+    return {"results": cfg.output(out_dir / "results.json", why),
+            **{b: cfg.output(out_dir / f"{b}.selected.jsonl", why) for b in cfg.benchmark_list()}}
+
+
 def select_benchmarks(cfg: SelectConfig) -> dict:
     """BoN/pick.py: per benchmark, accuracy of every method at every N and the selected answers; writes
-    <out>/<benchmark>.selected.jsonl and <out>/results.json."""
-    if cfg.aggregation not in AGGREGATIONS:
-        raise ValueError(f"--aggregation must be one of {', '.join(AGGREGATIONS)}; got {cfg.aggregation!r}")
-    if cfg.ties not in TIE_BREAKS or cfg.stepless not in STEPLESS:
-        raise ValueError(f"--ties must be one of {TIE_BREAKS} and --stepless one of {STEPLESS}")
-    out_dir, ns = cfg.out_dir(), cfg.ns()
+    <out>/<benchmark>.selected.jsonl and <out>/results.json (with the skipped input records), all at the end,
+    so a failure leaves no partial set behind."""
+    out_dir = cfg.out_dir()
+    lock_output(out_dir, directory=True)  # not while BoN/score.py writes the scores
+    paths, ns = selection_outputs(cfg, out_dir), cfg.ns()
     results = {"run": cfg.name, "aggregation": cfg.aggregation, "ties": cfg.ties, "stepless": cfg.stepless,
                "n": ns, "benchmarks": {}}
-    units = set()
+    units, files = set(), {}
     for bench in cfg.benchmark_list():
         src = cfg.candidates_path(bench)
         if not src.is_file():
             print(f"{bench}: no candidate file {src}; left out")
             continue
-        questions, issues = load_candidates(src, cfg.resolve("."))
+        skips = {"candidates": cfg.skips(src)}
+        questions, _ = load_candidates(src, cfg.resolve("."), skips["candidates"])
         scores_path = out_dir / f"{bench}.scores.jsonl"
-        have = scores_path.is_file() and scores_path.stat().st_size
-        scores, unit = read_scores(scores_path) if have else (None, "step")
-        if scores is None:
+        scores, unit = None, "step"
+        if scores_path.exists():
+            skips["scores"] = cfg.skips(scores_path)
+            scores, unit = read_scores(scores_path, skips["scores"])
+        else:
             print(f"{bench}: no scores in {scores_path}: baselines only")
         expected = None
         if cfg.questions:
             qpath = cfg.resolve(cfg.questions.format(benchmark=bench))
-            expected = {r["id"] for r in read_records(qpath, required=("id",))}
+            skips["questions"] = cfg.skips(qpath)
+            expected = {r["id"] for r in read_records(qpath, required=("id",), check=check_id,
+                                                      skips=skips["questions"])}
+        skipped = {role: sk.report(cfg.max_skip_fraction) for role, sk in skips.items()}
+        if not any(q in questions for q in (questions if expected is None else expected)):
+            raise DataError(f"{src}: no question to select from" + (
+                f": none of its ids is in {qpath}" if expected is not None else ""))
         res, selected, counts = evaluate(questions, scores, ns, tuple(AGGREGATIONS), cfg.aggregation, expected,
                                          unit, cfg.ties, cfg.stepless)
-        counts.update(issues)
         res["counts"] = dict(counts)
+        res["skipped"] = skipped
         res["scored"] = scores is not None
         if scores is not None:
             res["unit"] = unit
             units.add(unit)
         results["benchmarks"][bench] = res
-        write_jsonl(out_dir / f"{bench}.selected.jsonl", selected)
+        files[paths[bench]] = selected
         acc, top = res["accuracy"], str(max(ns))
         line = ", ".join(f"{m} {acc[m][top]:.1f}" for m in (f"prm:{cfg.aggregation}", "orm", "self_consistency",
                                                             "base", "oracle") if m in acc)
@@ -553,8 +715,10 @@ def select_benchmarks(cfg: SelectConfig) -> dict:
     if len(units) > 1:
         raise DataError(f"{out_dir}: PRM (per step) and ORM (per response) scores in one run; give each its own --name")
     results["unit"] = units.pop() if units else None
-    write_json(out_dir / "results.json", results)
-    print(f"wrote {out_dir / 'results.json'}")
+    for path, selected in files.items():
+        write_jsonl(path, selected)
+    write_json(paths["results"], results)
+    print(f"wrote {paths['results']}")
     return results
 
 
@@ -671,36 +835,66 @@ def scaling_curves(results: dict, main: str, vanilla: str, orm: str = "orm") -> 
     return dict(curves)
 
 
+def read_results(path: Path) -> dict:
+    """A run's results.json (BoN/pick.py), checked: the keys the tables read, every accuracy None or a number in
+    [0, 100]. A hand-edited or damaged file is one line naming it, never a table of NaN."""
+    try:
+        r = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: non-UTF-8 bytes at byte {e.start}") from None
+    if not (isinstance(r, dict) and isinstance(r.get("benchmarks"), dict) and isinstance(r.get("n"), list)
+            and r["n"] and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in r["n"])
+            and isinstance(r.get("aggregation"), str)):
+        raise DataError(f"{path}: not a BoN results file (BoN/pick.py writes one with run, aggregation, n, benchmarks)")
+    for b, res in r["benchmarks"].items():
+        acc = res.get("accuracy") if isinstance(res, dict) else None
+        if not isinstance(acc, dict) or not all(isinstance(v, dict) for v in acc.values()):
+            raise DataError(f"{path}: benchmark {b}: no accuracy per method and N")
+        for m, by_n in acc.items():
+            for n, v in by_n.items():
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                      or not math.isfinite(v) or not 0 <= v <= 100):
+                    raise DataError(f"{path}: benchmark {b}, {m}, N = {n}: accuracy {v!r} is not a number in [0, 100]")
+    return r
+
+
 def write_tables(cfg: TablesConfig) -> dict:
-    """BoN/tables.py: Markdown and LaTeX tables in --out (default <runs>/tables), figs/bon_scaling.png."""
+    """BoN/tables.py: Markdown and LaTeX tables in --out (default <runs>/tables), figs/bon_scaling.png. Both
+    outputs are locked and refused if they exist without --resume; the inputs are read before anything is written."""
     from .plots import plot_bon_scaling
 
+    out = cfg.output(cfg.out or f"{cfg.runs}/tables", " (the tables are recomputed)", directory=True)
+    fig_path = cfg.output(Path(cfg.figs) / "bon_scaling.png", " (the figure is recomputed)")
     root = cfg.resolve(cfg.runs)
-    results = {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob("*/results.json"))}
+    results = {p.parent.name: read_results(p) for p in sorted(root.glob("*/results.json"))}
     if cfg.main not in results:
         raise DataError(f"{root / cfg.main / 'results.json'}: not found (runs found: {', '.join(results) or 'none'}); "
                         "run BoN/score.py or BoN/pick.py first")
-    out = cfg.resolve(cfg.out or f"{cfg.runs}/tables")
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
+    if not results[cfg.main]["benchmarks"]:
+        raise DataError(f"{root / cfg.main / 'results.json'}: no benchmark in it: nothing to tabulate")
     if cfg.orm in results and results[cfg.orm].get("unit") != "response":
         print(f"warning: run {cfg.orm!r} was not scored per response (BoN/score.py --unit response): "
               "its ORM cells stay empty")
+    files, written = {}, {}
     md, tex = table1(results, cfg.n, cfg.main, cfg.vanilla, cfg.orm, cfg.orm_proxy)
     parts = [md]
-    (out / "table1.md").write_text(md)
-    (out / "table1.tex").write_text(tex)
+    files.update({"table1.md": md, "table1.tex": tex})
     written["table1"] = out / "table1.md"
     for run in (cfg.main, cfg.vanilla):
         if run in results:
             md, tex = ablation(results[run], cfg.n)
-            (out / f"ablation_{run}.md").write_text(md)
-            (out / f"ablation_{run}.tex").write_text(tex)
+            files.update({f"ablation_{run}.md": md, f"ablation_{run}.tex": tex})
             written[f"ablation_{run}"] = out / f"ablation_{run}.md"
             parts.append(md)
-    fig = plot_bon_scaling(scaling_curves(results, cfg.main, cfg.vanilla, cfg.orm),
-                           cfg.resolve(cfg.figs) / "bon_scaling.png")
-    written["figure"] = fig
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+    # drawn beside its place, then renamed: a reader never sees half a figure
+    tmp = plot_bon_scaling(scaling_curves(results, cfg.main, cfg.vanilla, cfg.orm),
+                           fig_path.with_name(f".{fig_path.stem}.tmp{fig_path.suffix}"))
+    os.replace(tmp, fig_path)
+    written["figure"] = fig_path
     print("\n".join(parts))
-    print(f"wrote {out}/table1.md|.tex, ablation_*.md|.tex and {fig}")
+    print(f"wrote {out}/table1.md|.tex, ablation_*.md|.tex and {fig_path}")
     return written

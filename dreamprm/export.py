@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .io import DataError
+from .io import BadRecord, DataError, Skips, where
+from .mc import check_node
 
 DEFAULT_THRESHOLD = 0.5
 CUT = "responses cut at a missing or inconsistent step"
@@ -40,31 +41,30 @@ def step_text(prev: str, add: str) -> str | None:
     return add[len(head):].strip() or None
 
 
-def _check(n: dict, i: int, where: str) -> None:
-    a, sid = n["accuracy"], n["sid"]
-    what = f"{where}: record {i} (id={n['id']!r}, sid={sid!r})"
-    if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1:
-        raise DataError(f"{what}: accuracy must be a number in [0, 1], got {a!r}")
-    if isinstance(sid, bool) or not isinstance(sid, int):
-        raise DataError(f"{what}: sid must be an integer step number")
-    if not isinstance(n["add"], str):
-        raise DataError(f"{what}: add must be a string, got {type(n['add']).__name__}")
-
-
 def check_threshold(t: float) -> None:
     if not 0 <= t < 1:  # outside it every label is the same
-        raise ValueError(f"threshold must be in [0, 1), got {t}")
+        raise DataError(f"--threshold must be in [0, 1), got {t}")
 
 
-def responses(nodes: list[dict], where: str = "nodes") -> tuple[list[tuple[dict, list[str], list[float]]], Counter]:
+def responses(nodes: list[dict], at: str = "nodes", skips: Skips | None = None,
+              ) -> tuple[list[tuple[dict, list[str], list[float]]], Counter]:
     """(first node, step texts, accuracies) per response, in first-seen order; plus skip counts.
 
-    A response whose nodes do not run 1..K is cut at the gap: later steps would have no text for the missing
-    one (the same for a prefix that does not extend the one before).
+    Each node is checked (`mc.check_node`): a bad one is counted in `skips`, or without it is a DataError
+    naming its file:line (`at`: record i for nodes not read from a file). A response whose nodes do not run
+    1..K is cut at the gap: later steps would have no text for the missing one (the same for a prefix that
+    does not extend the one before).
     """
     groups: dict[tuple, list[dict]] = {}
     for i, n in enumerate(nodes, 1):
-        _check(n, i, where)
+        try:
+            check_node(n)
+        except BadRecord as e:
+            loc = where(n, f"{at}: record {i}")
+            if skips is None:
+                raise DataError(f"{loc}: {e}") from None
+            skips.bad(e, loc)
+            continue
         groups.setdefault((n["id"], n.get("sample", 0)), []).append(n)
     out, skipped = [], Counter()
     for group in groups.values():
@@ -84,15 +84,15 @@ def responses(nodes: list[dict], where: str = "nodes") -> tuple[list[tuple[dict,
 
 
 def to_trl(nodes: list[dict], threshold: float = DEFAULT_THRESHOLD, soft: bool = False,
-           where: str = "nodes") -> tuple[list[dict], Counter]:
+           at: str = "nodes", skips: Skips | None = None) -> tuple[list[dict], Counter]:
     """TRL stepwise supervision, one row per response: {"prompt", "completions": [step, ...], "labels"}.
 
-    Labels are booleans `accuracy > threshold`; `soft` keeps the accuracies as floats, which TRL's
-    PRMTrainer floors with int() (see MC/README.md). Steps carry no trailing separator: the trainer appends
-    its `step_separator` itself.
+    Nodes are checked as `responses` does. Labels are booleans `accuracy > threshold`; `soft` keeps the
+    accuracies as floats, which TRL's PRMTrainer floors with int() (see MC/README.md). Steps carry no
+    trailing separator: the trainer appends its `step_separator` itself.
     """
     check_threshold(threshold)
-    rows, skipped = responses(nodes, where)
+    rows, skipped = responses(nodes, at, skips)
     return [{"prompt": n["input"], "completions": steps,
              "labels": accs if soft else [a > threshold for a in accs],
              "id": n["id"], "sample": n.get("sample", 0), "image_path": n.get("image_path"),
@@ -100,7 +100,7 @@ def to_trl(nodes: list[dict], threshold: float = DEFAULT_THRESHOLD, soft: bool =
 
 
 def to_conversations(nodes: list[dict], threshold: float = DEFAULT_THRESHOLD,
-                     where: str = "nodes") -> tuple[list[dict], Counter]:
+                     at: str = "nodes", skips: Skips | None = None) -> tuple[list[dict], Counter]:
     """InternVL chat rows in the layout of VisualPRM400K, one per response.
 
     The layout follows the rows InternVL's VisualPRM pipeline writes (OpenGVLab/InternVL,
@@ -113,7 +113,7 @@ def to_conversations(nodes: list[dict], threshold: float = DEFAULT_THRESHOLD,
     `main_table.py` builds its weight table from `dataset` when rows have one but looks weights up by `id`.
     """
     check_threshold(threshold)
-    rows, skipped = responses(nodes, where)
+    rows, skipped = responses(nodes, at, skips)
     out = []
     for n, steps, accs in rows:
         image, question = n.get("image_path"), n["input"]

@@ -367,8 +367,12 @@ class AppendWriter:
         if good < len(raw):
             with open(self.path, "r+b") as f:
                 f.truncate(good)
-        for _, record in iter_jsonl(self.path):
-            self.keys.add(self.key(record))
+        for lineno, record in iter_jsonl(self.path):
+            try:
+                self.keys.add(self.key(record))
+            except (KeyError, TypeError) as e:
+                raise DataError(f"{self.path}:{lineno}: not a record of this stage (no key {e}); "
+                                "is --out the right file?") from None
 
     @property
     def n_resumed(self) -> int:

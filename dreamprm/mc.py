@@ -27,10 +27,12 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from .backends import Backend, Request, stable_seed
-from .io import AppendWriter, DataError
+from .io import (AppendWriter, BadRecord, DataError, Record, Skips, number, read_records, require, text, where,
+                 write_json)
 from .judge import Judge, JudgeItem
 from .prompts import completion_prompt
 from .samples import policy_responses
+from .shards import done_marker
 from .steps import final_answer_text, has_final_answer, step_prefixes
 
 POLICY_FIELDS = ("id", "response", "input", "true_false")
@@ -42,33 +44,130 @@ def node_key(node: dict) -> tuple:
     return node["id"], node.get("sample", 0), node["sid"]
 
 
+# --- checks shared by the readers of policy records and nodes -------------------------------------
+
+def check_fields(r: dict, judged: bool = True) -> None:
+    """What every node (and the policy record it comes from) must hold besides the step texts: a usable id and
+    sample number, strings (or null) where the question, image path and domain are expected, and, when its
+    rollouts are to be `judged`, a ground truth and options (a list or null) to judge them against."""
+    if isinstance(r["id"], bool) or not isinstance(r["id"], (str, int)):
+        raise BadRecord("wrong type", f"id must be a string or an integer, got {r['id']!r}")
+    if r.get("sample") is not None:
+        number(r, "sample", 0, None, integer=True)
+    text(r, "input")
+    text(r, "image_path", allow_none=True)
+    text(r, "dataset", allow_none=True)
+    if not judged:
+        return
+    gt = r.get("ground_truth")
+    if gt is None or isinstance(gt, bool) or not isinstance(gt, (str, int, float)):
+        # str(None) would be judged like any answer: every rollout "wrong", a silently wrong label
+        raise BadRecord("wrong type", f"ground_truth must be a string or a number, got {gt!r}")
+    if r.get("options") is not None and not isinstance(r["options"], list):  # the judge reads it as a list
+        raise BadRecord("wrong type", f"options must be a list or null, got {r['options']!r}")
+
+
+def check_node(r: dict) -> None:
+    """A `read_records` check of a tree or labelled node: whole numbers where counts are expected, sid >= 1,
+    times >= 1, 0 <= score <= times, accuracy finite in [0, 1] and equal to score / times, strings where
+    strings are expected, and a non-empty step prefix."""
+    require(r, NODE_FIELDS)
+    check_fields(r)
+    number(r, "sid", 1, None, integer=True)
+    if not text(r, "add").strip():
+        raise BadRecord("empty step prefix", "add holds no text")  # the kind load_train counts
+    acc = number(r, "accuracy", 0, 1)
+    times = number(r, "times", 1, None, integer=True)
+    score = number(r, "score", 0, None, integer=True)
+    if score > times:  # e.g. score 5 of 4 rollouts would become accuracy 1.25
+        raise BadRecord("inconsistent numbers", f"score {score} > times {times}")
+    if abs(acc - score / times) > 1e-6:
+        raise BadRecord("inconsistent numbers", f"accuracy {acc!r} != score / times = {score}/{times}")
+
+
+def read_nodes(path: str | Path, skips: Skips, check: Callable[[dict], None] = check_node) -> list[Record]:
+    """Tree or labelled nodes, checked (`check_node`, or a `check` that calls it); of nodes with one
+    (id, sample, sid) the first is kept. Bad and repeated nodes are counted in `skips`."""
+    nodes, first = [], {}
+    for n in read_records(path, required=NODE_FIELDS, check=check, skips=skips):
+        k = node_key(n)
+        if k in first:
+            skips.add("duplicate node", where(n), f"id={k[0]!r}, sample={k[1]!r}, sid={k[2]} first at {first[k]}")
+            continue
+        first[k] = where(n)
+        nodes.append(n)
+    return nodes
+
+
+def write_summary(out: str | Path, summary: dict) -> None:
+    """The `.done` marker beside a whole-file output: the run's JSON summary, as `shards.finalize` writes it
+    for the append-only stages (read back with `shards.read_marker`)."""
+    write_json(done_marker(out), summary)
+
+
+class SkipCounter:
+    """Counts a skipped policy record by kind (the returned Counter) and, with `skips`, with its location.
+    Without `skips` a malformed record (not an expected skip like "no final answer") is a DataError."""
+
+    def __init__(self, skips: Skips | None, at: str):
+        self.counts, self.skips, self.at = Counter(), skips, at
+
+    def __call__(self, kind: str, r: dict, i: int, detail: str = "", fatal: bool = False) -> None:
+        loc = where(r, f"{self.at}: record {i}")
+        if fatal and self.skips is None:
+            raise DataError(f"{loc}: {kind}: {detail}" if detail else f"{loc}: {kind}")
+        self.counts[kind] += 1
+        if self.skips is not None:
+            self.skips.add(kind, loc, detail)
+
+
+def image_verdict(path, image_problem=None, image_exists=None) -> BadRecord | None:
+    """The image check of a record: `image_problem(path)` (cfg.image_problem), or the older `image_exists`."""
+    if not path:
+        return None
+    if image_problem is not None:
+        return image_problem(path)
+    if image_exists is not None and not image_exists(path):
+        return BadRecord("missing image", str(path))
+    return None
+
+
 # --- stage 3: tree ---------------------------------------------------------------------------
 
 def build_tree(records: list[dict], image_exists: Callable[[str], bool] | None = None,
-               where: str = "responses") -> tuple[list[dict], Counter]:
-    """One node per step of every usable response; returns (nodes, skipped response counts by reason)."""
-    nodes, skipped = [], Counter()
-    for i, r, right in policy_responses(records, where):
+               where: str = "responses", skips: Skips | None = None,
+               image_problem: Callable[[str], BadRecord | None] | None = None) -> tuple[list[dict], Counter]:
+    """One node per step of every usable response; returns (nodes, skipped response counts by kind).
+
+    Skipped: no final answer, no steps, a bad image (`image_problem`, e.g. cfg.image_problem; or
+    `image_exists`), and, with `skips`, malformed records (no ground truth, wrong types), each counted in
+    `skips` with its location too. Without `skips` a malformed record is a DataError."""
+    nodes, skip = [], SkipCounter(skips, where)
+    for i, r, right in policy_responses(records, where, skips):
+        try:
+            require(r, ["ground_truth"])  # needed to judge the rollouts
+            check_fields(r)
+        except BadRecord as e:
+            skip(e.kind, r, i, e.detail, fatal=True)
+            continue
         response = r["response"] or ""
         if not has_final_answer(response):
-            skipped["no final answer"] += 1
+            skip("no final answer", r, i)
             continue
         prefixes = step_prefixes(response)
         if not prefixes:
-            skipped["no steps"] += 1
+            skip("no steps", r, i)
             continue
-        if r.get("image_path") and image_exists is not None and not image_exists(r["image_path"]):
-            skipped["missing image"] += 1
+        if (bad := image_verdict(r.get("image_path"), image_problem, image_exists)) is not None:
+            skip(bad.kind, r, i, bad.detail)
             continue
-        if "ground_truth" not in r:
-            raise DataError(f"{where}: record {i}: missing field ground_truth (needed to judge rollouts)")
         score = int(right)
         for sid, add in enumerate(prefixes, 1):
             nodes.append({"id": r["id"], "sample": r.get("sample", 0), "sid": sid, "input": r["input"],
                           "add": add, "ground_truth": r["ground_truth"], "options": r.get("options"),
-                          "image_path": r.get("image_path"), "dataset": r.get("dataset", ""),
+                          "image_path": r.get("image_path"), "dataset": r.get("dataset") or "",
                           "score": score, "times": 1, "accuracy": float(score)})
-    return nodes, skipped
+    return nodes, skip.counts
 
 
 # --- stage 4: expansion rules ----------------------------------------------------------------
@@ -105,14 +204,15 @@ class MCSettings:
     max_redraws: int = 4  # redraws per rollout; the draw after the last redraw counts however short
 
     def check(self) -> None:
+        """Bad settings are a DataError (a ValueError): the stage prints them as one line."""
         if self.rule not in RULES:
-            raise ValueError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
+            raise DataError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
         if not 1 <= self.min_rollouts <= self.max_rollouts:
-            raise ValueError(f"need 1 <= min_rollouts <= max_rollouts, got {self.min_rollouts}, {self.max_rollouts}")
+            raise DataError(f"need 1 <= min_rollouts <= max_rollouts, got {self.min_rollouts}, {self.max_rollouts}")
         if self.pool < 1:
-            raise ValueError("pool must be at least 1")
+            raise DataError("pool must be at least 1")
         if self.min_completion_chars < 0 or self.max_redraws < 0:
-            raise ValueError("min_completion_chars and max_redraws must be at least 0")
+            raise DataError("min_completion_chars and max_redraws must be at least 0")
 
 
 def estimate(nodes: list[dict], backend: Backend, judge: Judge, writer: AppendWriter, s: MCSettings,

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from .io import DataError, read_records
+from .io import BadRecord, DataError, Skips, number, read_records, text, where
 from .steps import _last_final_match  # the one definition of the Final-answer marker
 
 _KEY = re.compile(r"v1_(\d+)")
@@ -41,25 +41,59 @@ def grader_answer(response: str, text: str = "final") -> tuple[str, bool]:
     return response[m[1]:].strip(_EMPHASIS), True
 
 
-def read_candidates(path: Path) -> dict:
-    """(grader key, sample) -> response, from a candidate file (runs/rollouts/mmvet.jsonl)."""
-    out, seen = {}, Counter()
-    for r in read_records(path, required=("id", "response")):
+def check_key(r: dict) -> None:
+    """A record's id must be a grader key (a read_records check)."""
+    try:
+        grader_key(r["id"])
+    except DataError as e:
+        raise BadRecord("not an MM-Vet id", str(e)) from None
+
+
+def _check_candidate(r: dict) -> None:
+    check_key(r)
+    text(r, "response", allow_none=True)  # a failed generation: exported as ""
+    if r.get("sample") is not None:
+        number(r, "sample", 0, None, integer=True)
+
+
+def read_candidates(path: Path, skips: Skips | None = None) -> dict:
+    """(grader key, sample) -> response, from a candidate file (runs/rollouts/mmvet.jsonl). A bad record (an id
+    that is no grader key, a wrong type, a repeated (id, sample): the first is kept) is counted in `skips`, or
+    is a DataError naming file:line without."""
+    out, seen, first = {}, Counter(), {}
+    for r in read_records(path, required=("id", "response"), check=_check_candidate, skips=skips):
         key = grader_key(r["id"])
         sample = seen[key] if r.get("sample") is None else int(r["sample"])  # as dreamprm.bon numbers them
         seen[key] += 1
-        out.setdefault((key, sample), str(r["response"] or ""))  # a repeated candidate: the first is kept
+        if (key, sample) in out:
+            detail = f"{key} sample {sample} is also at {first[key, sample]}"
+            if skips is None:
+                raise DataError(f"{where(r)}: duplicate candidate: {detail}")
+            skips.add("duplicate candidate", where(r), detail)
+            continue
+        out[key, sample], first[key, sample] = str(r["response"] or ""), where(r)
     return out
 
 
-def selections(path: Path) -> tuple[str, dict[str, dict]]:
+def _check_selection(r: dict) -> None:
+    check_key(r)
+    number(r, "sample", 0, None, integer=True)
+    text(r, "method")
+    picks = r.get("picks") or {}
+    if not isinstance(picks, dict):
+        raise BadRecord("wrong type", f"picks must be an object, got {picks!r}")
+    for method in picks:
+        number(picks, method, 0, None, integer=True)
+
+
+def selections(path: Path, skips: Skips | None = None) -> tuple[str, dict[str, dict]]:
     """(the run's main method, method -> {grader key: sample}) from a BoN selection file (dreamprm.bon writes
     runs/bon/<name>/<benchmark>.selected.jsonl): the main pick under its `method` (`prm:<aggregation>` for a
     PRM, `orm` for a trained ORM's run, `self_consistency` for a run without scores) and every side pick in
-    `picks` (`orm_proxy`, `self_consistency`, ...)."""
+    `picks` (`orm_proxy`, `self_consistency`, ...). Bad records: counted in `skips`, or a DataError."""
     out: dict[str, dict] = {}
     main = None
-    for r in read_records(path, required=("id", "sample", "method")):
+    for r in read_records(path, required=("id", "sample", "method"), check=_check_selection, skips=skips):
         key = grader_key(r["id"])
         main = main or r["method"]
         for method, sample in {r["method"]: r["sample"], **(r.get("picks") or {})}.items():

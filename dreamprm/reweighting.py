@@ -15,13 +15,15 @@ Deviations from a plain use of betty, each for a reason:
 - darts / sama perturb phi and differentiate the lower loss with respect to alpha only; that needs the
   per-node losses at the perturbed phi but no graph through the PRM, so those two forward passes run
   under no_grad. Same numbers, a fraction of the time and memory.
-- The engine loop is betty's, plus resume from a checkpoint, periodic saving and a JSONL log.
+- The engine loop is betty's, plus resume from a checkpoint, periodic saving and a JSONL log; the run directory
+  is locked for one writer, and bad train / meta records are skipped and counted when the data is read.
 """
 from __future__ import annotations
 
 import copy
 import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -40,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .aggregation import aggregate
 from .cli import StageArgs
 from .domains import MMPR_DOMAINS, domain_table
-from .io import write_json
+from .io import DataError, atomic_write_text, write_json
 from .models import PRM_BASE
 from .packing import TreeScorer
 from .prm import FORMATS, HEAD_FILE, PREFIX_ENDS, PRM, PRMEncoder
@@ -51,6 +53,8 @@ logging.getLogger("betty").addFilter(lambda record: record.levelno >= logging.WA
 
 HYPERGRADIENTS = ("darts", "neumann", "cg", "sama")
 PRECISIONS = ("fp32", "bf16", "bf16_weights")
+REGIMES = {"fp32": "fp32 weights, no autocast", "bf16": "bf16 autocast, fp32 master weights",
+           "bf16_weights": "bf16 weights and optimiser state (the released code's regime)"}
 FINITE_DIFFERENCE = ("darts", "sama")  # methods that only need the lower loss's value at perturbed phi
 
 
@@ -258,19 +262,26 @@ class Reweighter:
 
     def __init__(self, cfg: ReweightConfig):
         self.cfg = cfg
-        if cfg.hypergradient not in HYPERGRADIENTS:
-            raise ValueError(f"--hypergradient must be one of {HYPERGRADIENTS}; got {cfg.hypergradient!r}")
-        if cfg.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {PRECISIONS}; got {cfg.precision!r}")
-        if cfg.prefix_end not in PREFIX_ENDS:
-            raise ValueError(f"--prefix_end must be one of {PREFIX_ENDS}; got {cfg.prefix_end!r}")
-        if cfg.meta_without_steps not in NO_STEP_RULES:
-            raise ValueError(f"--meta_without_steps must be one of {NO_STEP_RULES}")
-        root = Path(cfg.path).resolve()
-        self.out = cfg.resolve(cfg.out)
+        for name, allowed in (("hypergradient", HYPERGRADIENTS), ("precision", PRECISIONS), ("input_format", FORMATS),
+                              ("prefix_end", PREFIX_ENDS), ("meta_without_steps", NO_STEP_RULES)):
+            if getattr(cfg, name) not in allowed:
+                raise DataError(f"--{name} must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}")
+        # One writer per run directory, taken before anything in it is read or written: two copies resuming one
+        # run would read each other's half-written checkpoints and log iterations twice. Under torchrun every
+        # rank shares the directory and only rank 0 writes (after_step, finish), so only rank 0 locks it.
+        if int(os.environ.get("RANK", "0")) == 0:
+            self.out = cfg.output(cfg.out, " (it continues from the newest checkpoint), choose another --out",
+                                  directory=True)
+        else:
+            self.out = cfg.resolve(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.train_data = load_train(cfg.resolve(cfg.train), root, cfg.input_format, cfg.prefix_end)
-        self.meta_data = load_meta(cfg.resolve(cfg.meta), root, cfg.meta_without_steps)
+        self.announce()
+        root = Path(cfg.path).resolve()
+        self.train_data = load_train(cfg.resolve(cfg.train), root, cfg.input_format, cfg.prefix_end,
+                                     images=cfg.images, skips=cfg.skips(f"train {cfg.resolve(cfg.train)}"))
+        self.meta_data = load_meta(cfg.resolve(cfg.meta), root, cfg.meta_without_steps,
+                                   images=cfg.images, skips=cfg.skips(f"meta {cfg.resolve(cfg.meta)}"))
+        self._report_skips()
         print(f"meta records by label and step text ({cfg.meta}; rule for records without steps: "
               f"{cfg.meta_without_steps}):\n{self.meta_data.table()}")
         if self.meta_data.warning():
@@ -280,17 +291,45 @@ class Reweighter:
             allowed = MMPR_DOMAINS
         elif cfg.domains:
             allowed = [d.strip() for d in cfg.domains.split(",")]
-        self.domains = domain_table(self.train_data.domains, allowed)
+        try:
+            self.domains = domain_table(self.train_data.domains, allowed)
+        except ValueError as e:  # name the first record of the first unknown domain
+            first = next(w for d, w in self.train_data.domain_where.items() if d not in allowed)
+            raise DataError(f"{first}: {e}") from None
         self.domain_index = {d: i for i, d in enumerate(self.domains)}
         # bf16 is autocast, so the optimiser updates fp32 master weights (an lr of 5e-7 vanishes in bf16 rounding);
         # bf16_weights keeps the released code's bf16 weights for a like-for-like comparison.
         self.weight_precision = "bf16" if cfg.precision == "bf16_weights" else "fp32"
-        self.prm = PRM.from_pretrained(cfg.prm, cfg.device, self.weight_precision, cfg.input_format, cfg.prefix_end)
+        prm = cfg.resolve(cfg.prm)  # a local directory relative to --path, else a hub id
+        self.prm = PRM.from_pretrained(str(prm) if prm.exists() else cfg.prm, cfg.device, self.weight_precision,
+                                       cfg.input_format, cfg.prefix_end)
         self.peft = None
         self._adapt_backbone()
         self.weights = DomainWeights(self.domains).to(self.prm.device)
         self.start = 0
         self.t0 = time.perf_counter()
+
+    def _report_skips(self):
+        """One line per input with skipped records (kinds, first file:line), then the --max_skip_fraction ceiling.
+        A domain whose every record was skipped drops out of the domain table: the train line says so."""
+        td, md = self.train_data, self.meta_data
+        line = td.skips.line()
+        if td.lost_domains:
+            line += ("; domain(s) left without a usable record, so without a weight: "
+                     + ", ".join(f"{d} ({n} records skipped)" for d, n in td.lost_domains.items()))
+        if td.skips.total:
+            print(line)
+        for skips in (md.skips, md.dropped):
+            if skips.total:
+                print(skips.line())
+        td.skips.check(self.cfg.max_skip_fraction)
+        md.skips.check(self.cfg.max_skip_fraction)
+
+    def announce(self):
+        """Where the PRM runs and in which precision regime, before it is loaded."""
+        dev = self.cfg.device
+        extra = f" ({torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)})" if dev == "cuda" else ""
+        print(f"PRM: device {dev}{extra}, precision {self.cfg.precision} ({REGIMES[self.cfg.precision]})")
 
     def _adapt_backbone(self):
         cfg, backbone = self.cfg, self.prm.backbone
@@ -444,10 +483,8 @@ class Reweighter:
     def run(self) -> dict:
         from tqdm.auto import tqdm
 
-        if self.cfg.resume:
+        if self.cfg.resume:  # without --resume, an earlier run in --out was refused when it was locked
             self.resume()
-        elif (self.out / "log.jsonl").exists() or self.checkpoint_dirs():
-            raise FileExistsError(f"{self.out} holds an earlier run; pass --resume or choose another --out")
         self.build()
         self._restore_optimisers()
         self._trim_log()
@@ -469,16 +506,18 @@ class Reweighter:
                         keep.append(ln)
                 except (json.JSONDecodeError, KeyError):
                     break  # a torn last line from a kill
-            log.write_text("".join(k + "\n" for k in keep))
+            atomic_write_text(log, "".join(k + "\n" for k in keep))
 
     def finish(self) -> dict:
         from .plots import plot_weights, plot_weights_over_time
 
         if not self.engine.is_rank_zero():
             return {}
-        final = self.out / "prm"
+        final, tmp = self.out / "prm", self.out / ".tmp-prm"
+        shutil.rmtree(tmp, ignore_errors=True)  # copied beside it, then swapped in: a kill never leaves half a PRM
+        shutil.copytree(self.checkpoint_dirs()[-1] / "prm", tmp)
         shutil.rmtree(final, ignore_errors=True)
-        shutil.copytree(self.checkpoint_dirs()[-1] / "prm", final)
+        tmp.rename(final)
         weights = self.weights.as_dict()
         write_json(self.out / "domain_weights.json", weights)
         figs = self.cfg.resolve(self.cfg.figs)
@@ -487,7 +526,10 @@ class Reweighter:
         plot_weights_over_time(self.out / "log.jsonl", figs / f"{tag}domain_weights_over_iterations.png")
         summary = {"iterations": self.cfg.iterations, "domains": self.domains, "weights": weights,
                    "train_samples": len(self.train_data.samples), "train_skipped": self.train_data.skipped,
+                   "train_domains_lost": self.train_data.lost_domains,
                    "meta_records": len(self.meta_data.samples), "meta_skipped": self.meta_data.skipped,
+                   "skipped": {"train": self.train_data.skips.as_dict(), "meta": self.meta_data.skips.as_dict(),
+                               "meta_rule": self.meta_data.dropped.as_dict()},
                    "meta_without_steps": self.meta_data.without_steps,
                    "meta_steps_by_label": self.meta_data.steps_by_label, "meta_warning": self.meta_data.warning(),
                    "prm": str(final)}

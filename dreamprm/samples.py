@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .domains import canonical
-from .io import BadRecord, DataError, Skips, read_records, text, where
+from .io import BadRecord, DataError, ImageCheck, Skips, number, read_records, text, where
 from .prm import Sample
 from .steps import find_steps
 
@@ -80,39 +81,87 @@ def policy_responses(records: list[dict], at: str = "responses", skips: Skips | 
         yield i, r, bool(as_label(r["true_false"], loc))
 
 
+def _image_problem(images) -> Callable:
+    """`images`: an `io.ImageCheck` (e.g. a stage's `cfg.images`), a callable path -> BadRecord | None, or None
+    (a fresh ImageCheck). Every image is validated when its first record is read, so a bad one skips its
+    records here instead of failing the batch that meets it hours into a run."""
+    images = ImageCheck() if images is None else images
+    return images.problem if hasattr(images, "problem") else images
+
+
+def _checked_image(r: dict, root: Path, problem: Callable) -> Path | None:
+    text(r, "image_path", allow_none=True)
+    img = image_path(r, root)
+    if img is not None and (bad := problem(img)) is not None:
+        raise bad
+    return img
+
+
+def _check_id(r: dict) -> None:
+    """`id` and `sample` group the nodes of one response: hashable scalars, when present."""
+    for key in ("id", "sample"):
+        v = r.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
+            raise BadRecord("wrong type", f"{key} must be a string or an integer, got {v!r}")
+
+
+def check_train(r: dict) -> float:
+    """The fields of a train record the lower level relies on (a `read_records` check); its accuracy."""
+    for key in ("input", "add", "dataset"):
+        text(r, key)
+    _check_id(r)
+    acc = number(r, "accuracy", 0, 1)
+    if r.get("score") is not None and r.get("times") is not None:  # MC's counts: accuracy is their ratio
+        score, times = number(r, "score", 0, integer=True), number(r, "times", 1, integer=True)
+        if score > times:
+            raise BadRecord("inconsistent numbers", f"score {score} > times {times}")
+        if abs(acc - score / times) > 1e-3:  # a file may round accuracy; a real mismatch is far larger
+            raise BadRecord("inconsistent numbers", f"accuracy {acc} is not score / times = {score} / {times}")
+    if not r["add"].strip():
+        raise BadRecord("empty step prefix", "add holds no text")
+    return acc
+
+
 @dataclass
 class TrainData:
     samples: list[Sample]  # paper: one prefix each; stepwise: all nodes of one response
     labels: list[list[float]]  # MC accuracy per prefix
     domains: list[str]  # domain of each sample
-    skipped: dict
+    skipped: dict  # kind -> records skipped (the counts of `skips`)
     ids: list = field(default_factory=list)  # question id of each sample (the records' `id`)
+    skips: Skips | None = None  # the skipped records, with their first locations
+    lost_domains: dict = field(default_factory=dict)  # domain -> records read, for domains left with no sample
+    domain_where: dict = field(default_factory=dict)  # domain -> file:line of its first usable record
 
 
-def load_train(path: Path, root: Path, fmt: str, prefix_end: str = "stripped") -> TrainData:
-    """Train records -> samples. Missing images are counted and skipped, malformed records are errors.
+def load_train(path: Path, root: Path, fmt: str, prefix_end: str = "stripped", images=None,
+               skips: Skips | None = None) -> TrainData:
+    """Train records -> samples. A bad record (malformed, missing or mistyped field, accuracy not a finite number
+    in [0, 1] or not score / times, empty step prefix, missing or unreadable image: see `check_train` and
+    `_image_problem`) is skipped and counted in `skips` (by default a new `Skips`, in `.skips`).
 
     Stepwise groups the nodes of one response (same id, sample, question and image) into one sample when their
     prefixes nest as the PRM will see them (`prefix_end`); nodes that do not nest are scored apart."""
-    records = read_records(path, required=TRAIN_FIELDS)
-    skipped: dict = defaultdict(int)
+    problem = _image_problem(images)
+    skips = Skips(f"train {path}") if skips is None else skips
+    offered: Counter = Counter()  # records read per domain, good or bad: a domain can lose all of them
+
+    def check(r):
+        offered[canonical(text(r, "dataset"))] += 1
+        check_train(r)
+        _checked_image(r, root, problem)
+
+    records = read_records(path, required=TRAIN_FIELDS, check=check, skips=skips)
     groups: dict = defaultdict(list)
-    exists: dict = {}
+    domain_where: dict = {}
     seen = (lambda t: t.strip()) if prefix_end == "stripped" else (lambda t: t)
     for i, r in enumerate(records):
-        where = f"{path}: record {i + 1}"
-        acc = r["accuracy"]
-        if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
-            raise DataError(f"{where}: accuracy must be a number in [0, 1], got {acc!r}")
-        if not str(r["add"]).strip():
-            skipped["empty step prefix"] += 1
-            continue
         img = image_path(r, root)
-        if img is not None and exists.setdefault(img, img.is_file()) is False:
-            skipped["missing image"] += 1
-            continue
-        key = (r.get("id", i), r.get("sample", 0), r["input"], str(img)) if fmt == "stepwise" else i
-        groups[key].append((str(r["add"]), float(acc), canonical(str(r["dataset"])), img, r.get("id", i)))
+        qid = r["id"] if r.get("id") is not None else i
+        key = (qid, r.get("sample", 0), r["input"], str(img)) if fmt == "stepwise" else i
+        domain = canonical(r["dataset"])
+        domain_where.setdefault(domain, where(r))
+        groups[key].append((r["add"], float(r["accuracy"]), domain, img, qid))
     samples, labels, domains, ids = [], [], [], []
     for key, nodes in groups.items():
         nodes.sort(key=lambda n: len(seen(n[0])))
@@ -126,8 +175,9 @@ def load_train(path: Path, root: Path, fmt: str, prefix_end: str = "stripped") -
             domains.append(part[0][2])
             ids.append(part[0][4])
     if not samples:
-        raise DataError(f"{path}: no usable train record ({dict(skipped)})")
-    return TrainData(samples, labels, domains, dict(skipped), ids)
+        raise DataError(f"{path}: no usable train record ({skips.line()})")
+    lost = {d: n for d, n in sorted(offered.items()) if d not in domain_where}
+    return TrainData(samples, labels, domains, dict(skips.counts), ids, skips, lost, domain_where)
 
 
 @dataclass
@@ -139,6 +189,8 @@ class MetaData:
     # label ("true"/"false") -> {"with steps": n, "without steps": n}, over every record read (before the rule)
     steps_by_label: dict = field(default_factory=dict)
     path: str = ""
+    skips: Skips | None = None  # bad records skipped, with their first locations
+    dropped: Skips | None = None  # records without step text that the rule dropped
 
     def table(self) -> str:
         rows = [f"  {'label':<7}{'with steps':>12}{'without steps':>15}"]
@@ -182,27 +234,47 @@ def meta_sample(record: dict, image, rule: str = "whole", steps: list | None = N
     return Sample(image, text[:start].rstrip(), [text[start: s.end] for s in steps])
 
 
-def load_meta(path: Path, root: Path, rule: str = "whole") -> MetaData:
+def check_meta(r: dict) -> float:
+    """The fields of a meta record the upper level relies on (a `read_records` check); its label."""
+    y = label(r["true_false"])
+    if not text(r, "input").strip():
+        raise BadRecord("empty input", "input holds no text")
+    _check_id(r)
+    return y
+
+
+def load_meta(path: Path, root: Path, rule: str = "whole", images=None, skips: Skips | None = None) -> MetaData:
+    """Meta records -> samples. A bad record (malformed, bad label, missing or mistyped field, empty input,
+    missing or unreadable image) is skipped and counted in `skips` (by default a new `Skips`, in `.skips`).
+    Records without step text follow `rule` (see `meta_sample`); those it drops are counted in `.dropped`,
+    apart from the bad records: they are the rule's choice, not a fault, and no ceiling applies to them."""
     if rule not in NO_STEP_RULES:
         raise ValueError(f"meta rule must be one of {NO_STEP_RULES}; got {rule!r}")
-    records = read_records(path, required=META_FIELDS)
-    samples, labels, skipped, without = [], [], defaultdict(int), 0
+    problem = _image_problem(images)
+    skips = Skips(f"meta {path}") if skips is None else skips
+
+    def check(r):
+        check_meta(r)
+        _checked_image(r, root, problem)
+
+    records = read_records(path, required=META_FIELDS, check=check, skips=skips)
+    dropped = Skips(f"meta {path} (--meta_without_steps {rule})")
+    dropped.seen = len(records)
+    samples, labels, without = [], [], 0
     split: dict = {"true": Counter(), "false": Counter()}
-    for i, r in enumerate(records):
-        label = as_label(r["true_false"], f"{path}: record {i + 1}")
-        img = image_path(r, root)
-        if img is not None and not img.is_file():
-            skipped["missing image"] += 1
-            continue
-        steps = find_steps(str(r["input"]))
-        split["true" if label else "false"]["with steps" if steps else "without steps"] += 1
-        s = meta_sample(r, img, rule, steps)
+    for r in records:
+        y = label(r["true_false"])
+        steps = find_steps(r["input"])
+        split["true" if y else "false"]["with steps" if steps else "without steps"] += 1
+        s = meta_sample(r, image_path(r, root), rule, steps)
         if s is None:
-            skipped["no step text (rule skip)"] += 1
+            dropped.add("no steps", where(r), "no step text, dropped by the rule")
             continue
         without += not steps
         samples.append(s)
-        labels.append(label)
+        labels.append(y)
     if not samples:
-        raise DataError(f"{path}: no usable meta record ({dict(skipped)})")
-    return MetaData(samples, labels, dict(skipped), without, {k: dict(v) for k, v in split.items()}, str(path))
+        raise DataError(f"{path}: no usable meta record ({skips.line()}; {dropped.line()})")
+    skipped = dict(skips.counts + dropped.counts)
+    return MetaData(samples, labels, skipped, without, {k: dict(v) for k, v in split.items()}, str(path),
+                    skips, dropped)

@@ -60,30 +60,44 @@ def step_text(k: int, body: str) -> str:
     return f"Step {k}: {STEPS[k - 1][0]}\n   - {body}\n\n"
 
 
+class UnknownQuestion(DataError, KeyError):
+    """A question id the policy file does not hold: a lookup error, and a one-line user error (wrong world)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 class SimulatedPolicy(Backend):
     """SIMULATED policy backend: chains of thought written from the world's policy file, seeded per request."""
 
     def __init__(self, model: str | Path, device: str | None = None, precision: str = "auto",
                  batch_size: int = 256, progress: bool = False, verbose: bool = True):
+        # `model` is a path as given: the stages resolve --policy against --path (GenerationArgs.make_backend).
         path = Path(model)
         if path.is_dir():
             path = path / "policy.json"
         if not path.is_file():
             raise DataError(f"{path}: no SIMULATED policy file (write one with `python -m dreamprm.world --out DIR`; "
-                            "--policy is DIR/policy.json)")
+                            "--policy is DIR/policy.json, relative to --path)")
         try:
             policy = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not a SIMULATED policy file (not UTF-8 text)") from None
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: malformed SIMULATED policy file ({e.msg})") from None
         if not isinstance(policy, dict) or policy.get("format") != POLICY_FORMAT:
             raise DataError(f"{path}: not a SIMULATED policy file (format {POLICY_FORMAT!r} expected)")
+        try:
+            self.kinds: dict = dict(policy["kinds"])
+            self.questions: dict = dict(policy["questions"])
+            self.noise = float(policy["marker_noise"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: damaged SIMULATED policy file ({type(e).__name__}: {e}); write it again "
+                            "with `python -m dreamprm.world`") from None
         self.path, self.batch_size = path, batch_size  # batch_size only sizes the callers' calls
-        self.kinds: dict = policy["kinds"]
-        self.questions: dict = policy["questions"]
-        self.noise = float(policy["marker_noise"])
         self._expected: dict[str, dict[int, list[int]]] = {}
         if verbose:
-            print(f"SIMULATED policy (not a model): {len(self.questions)} questions, {len(self.kinds)} domains "
+            print(f"policy: simulated policy (no model): {len(self.questions)} questions, {len(self.kinds)} domains "
                   f"from {path}")
 
     # --- reading a prefix ---------------------------------------------------------------------------
@@ -92,7 +106,7 @@ class SimulatedPolicy(Backend):
         try:
             return self.questions[qid]
         except KeyError:
-            raise KeyError(f"the SIMULATED policy {self.path} knows no question {qid!r}: were the questions and "
+            raise UnknownQuestion(f"the SIMULATED policy {self.path} knows no question {qid!r}: were the questions and "
                            "policy.json written by the same `python -m dreamprm.world` run?") from None
 
     def expected(self, qid) -> dict[int, list[int]]:

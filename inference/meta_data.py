@@ -7,9 +7,11 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dreamprm import shards
 from dreamprm.cli import StageArgs, parse_args
-from dreamprm.io import write_jsonl
+from dreamprm.io import BadRecord, DataError, text, where, write_jsonl
 from dreamprm.rollout import read_policy_records
+from dreamprm.samples import policy_responses
 from dreamprm.selection import meta_rule
 
 
@@ -27,15 +29,41 @@ class MetaArgs(StageArgs):
         "help": "skip responses without a 'Step' (no prefix to score); false reproduces the paper's rule exactly"})
 
 
+def image_problem(cfg: MetaArgs, r: dict) -> BadRecord | None:
+    try:
+        return cfg.image_problem(text(r, "image_path", allow_none=True))
+    except BadRecord as e:
+        return e
+
+
 def main(argv=None):
     cfg = parse_args(MetaArgs, argv)
     out = cfg.output(cfg.out, " (the selection is seeded)")
-    records = read_policy_records(cfg, cfg.responses)
-    ok = [r for r in records if not r.get("image_path") or cfg.resolve(r["image_path"]).is_file()]
-    meta, stats = meta_rule(ok, cfg.per_kind, cfg.seed, cfg.require_steps)
-    stats["skipped responses: missing image"] = len(records) - len(ok)
+    skips = cfg.skips(f"responses {cfg.responses}")
+    records = read_policy_records(cfg, cfg.responses, skips=skips)
+    # a response listed twice and a response whose image cannot be shown are skipped and counted, with file:line
+    ok = []
+    for _, r, _ in policy_responses(records, cfg.responses, skips=skips):
+        if (bad := image_problem(cfg, r)) is not None:
+            skips.bad(bad, where(r))
+        else:
+            ok.append(r)
+    skipped = skips.report(cfg.max_skip_fraction)
+    # responses the paper's rule leaves out (no final answer, no steps) are counted with their lines, apart from
+    # the bad records: they are the policy's outcomes, not faults of the file, so no ceiling applies to them
+    dropped = cfg.skips(f"responses {cfg.responses} (meta rule)")
+    dropped.seen = len(ok)
+    meta, stats = meta_rule(ok, cfg.per_kind, cfg.seed, cfg.require_steps, skips=dropped)
+    if dropped.total:
+        print(dropped.line())
+    reasons = {k: v for k, v in stats.items() if k.startswith(("skipped", "questions without")) and v}
+    if not meta:  # nothing written: an empty meta set would only fail later, in reweighting/train.py
+        raise DataError(f"{cfg.resolve(cfg.responses)}: no meta record from {len(ok)} usable responses "
+                        f"({', '.join(f'{k}: {v}' for k, v in reasons.items()) or 'none usable'}); nothing written")
     write_jsonl(out, meta)
-    per_q = Counter(Counter(r["id"] for r in records).values())
+    shards.finalize(out, order=lambda r: 0, summary={"skipped": skipped, "dropped": dropped.as_dict(),
+                                                     "stats": dict(stats)})
+    per_q = Counter(Counter(r["id"] for r in ok).values())
     print(f"{stats['responses']} responses to {stats['questions']} questions (responses per question: "
           f"{dict(sorted(per_q.items()))})")
     for k, v in stats.items():

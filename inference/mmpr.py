@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from dreamprm import prompts
 from dreamprm.cli import parse_args
 from dreamprm.domains import MMPR_DOMAINS, canonical
+from dreamprm.io import DataError
 from dreamprm.rollout import RolloutArgs, run
 
 
@@ -32,8 +33,9 @@ def main(argv=None):
     cfg = parse_args(MMPRArgs, argv)
     wanted = {canonical(d) for d in cfg.domains.split(",") if d.strip()}
     if unknown := wanted - set(MMPR_DOMAINS):
-        raise SystemExit(f"unknown domain(s) {', '.join(sorted(unknown))}; known: {', '.join(MMPR_DOMAINS)}")
-    return run(cfg, make_prompt, make_input, keep=lambda q: not wanted or canonical(q["dataset"]) in wanted)
+        raise DataError(f"--domains: unknown domain(s) {', '.join(sorted(unknown))}; known: {', '.join(MMPR_DOMAINS)}")
+    return run(cfg, make_prompt, make_input,
+               keep=lambda q: not wanted or canonical(str(q.get("dataset") or "")) in wanted)
 
 
 if __name__ == "__main__":

@@ -11,3 +11,7 @@ if __name__ == "__main__":
     print("domain weights:", ", ".join(f"{k} {v:.3f}" for k, v in sorted(summary["weights"].items(),
                                                                          key=lambda kv: -kv[1])))
     print(f"PRM: {summary['prm']}; meta records scored as one step (no step text): {summary['meta_without_steps']}")
+    skipped = {k: v["skipped"] for k, v in summary["skipped"].items() if v["skipped"]}
+    if skipped:
+        print("skipped records (kinds and first file:line in summary.json): "
+              + ", ".join(f"{k} {n}" for k, n in skipped.items()))

@@ -4,5 +4,6 @@
 #   bash scripts/04_meta_data.sh --path . [--out runs/meta/meta.jsonl] [--resume]
 # MMMU validation instead (first `bash scripts/02_rollouts.sh --path . --gpu 0 mmmu`):
 #   bash scripts/04_meta_data.sh --path . --responses runs/rollouts/mmmu.jsonl
+STAGES=(inference/meta_data.py)
 source "$(dirname "$0")/_common.sh" "$@"
-"$PY" "$REPO/inference/meta_data.py" "${ARGS[@]}"
+run_stage "$PY" "$REPO/inference/meta_data.py" "${ARGS[@]}"

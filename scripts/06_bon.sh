@@ -4,5 +4,6 @@
 #        bash scripts/06_bon.sh --path . --gpu 0 --prm runs/vanilla/prm --name vanilla     # the Vanilla PRM row
 #        bash scripts/06_bon.sh --path . --gpu 0 --prm runs/orm/prm --name orm --unit response   # the ORM row
 # All options: python BoN/score.py --help
+STAGES=(BoN/score.py)
 source "$(dirname "$0")/_common.sh" "$@"
-"$PY" "$REPO/BoN/score.py" "${ARGS[@]}"
+run_stage "$PY" "$REPO/BoN/score.py" "${ARGS[@]}"

@@ -145,7 +145,7 @@ if [[ -n "$orm" ]]; then
   RUNS+=(orm)
 fi
 for name in "${RUNS[@]}"; do  # selection again from the saved scores (score.py already did it once)
-  "$PY" BoN/pick.py "${BASE[@]}" "${BON[@]}" --name "$name" --out "$OUT/bon/$name"
+  "$PY" BoN/pick.py "${BASE[@]}" "${BON[@]}" --name "$name" --out "$OUT/bon/$name" --resume  # --resume: rewrite its picks
 done
 stamp
 

@@ -67,3 +67,27 @@ def test_transformers_backend_sampling_is_seeded_per_call(policy, image_files):
     a = policy.generate(reqs, 2, 1.0, 6)
     b = policy.generate(reqs, 2, 1.0, 6)
     assert a == b and all(len(o) == 2 for o in a)
+
+
+def test_an_image_broken_after_the_check_is_one_error_naming_the_record(policy, tmp_path):
+    from dreamprm.io import DataError, Record
+
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    q = Record(id="q1")
+    q.where = "data/q.jsonl:7"
+    with pytest.raises(DataError, match=r"^data/q\.jsonl:7: .*broken\.png: unreadable image .*rerun with --resume"):
+        policy.generate([Request("Describe it.", str(bad), q)], 1, 0.0, 4)
+
+
+def test_unusable_backends_and_settings_are_user_errors():
+    from dreamprm.cli import parse_args
+    from dreamprm.io import DataError
+    from dreamprm.rollout import RolloutArgs
+
+    assert issubclass(BackendUnavailable, DataError)  # one line on the command line, not a traceback
+    for argv, message in [(["--backend", "nope"], "--backend nope: unknown"), (["--precision", "fp8"], "--precision fp8"),
+                          (["--temperature", "-1"], "--temperature"), (["--backend_args", "[1]"], "JSON object"),
+                          (["--max_new_tokens", "0"], "--max_new_tokens must be at least 1")]:
+        with pytest.raises(DataError, match=message):
+            parse_args(RolloutArgs, argv).make_backend()

@@ -3,6 +3,7 @@ forward pass per prefix; the commands end to end on hand-made candidate files (t
 import json
 import math
 import runpy
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -199,8 +200,9 @@ def write_candidates(root: Path, image: str) -> None:
 
 
 def run_args(root, prm, *extra):
+    # q4's missing image skips 1 of mathvista's 8 records: over the default ceiling of 10 %
     return ["--path", str(root), "--prm", str(prm), "--gpu", "cpu", "--benchmarks", "mathvista,mmstar,wemath",
-            "--questions", "data/{benchmark}.jsonl", "--n", "1,2,4", *extra]
+            "--questions", "data/{benchmark}.jsonl", "--n", "1,2,4", "--max_skip_fraction", "0.2", *extra]
 
 
 def test_score_select_tables_end_to_end_with_resume(tmp_path, tiny_models, image_files, monkeypatch):
@@ -236,8 +238,11 @@ def test_score_select_tables_end_to_end_with_resume(tmp_path, tiny_models, image
     # ... resumes, and gives what an uninterrupted run gives
     cfg = parse_args(ScoreConfig, run_args(tmp_path, prm_dir, "--batch_size", "2", "--resume"))
     report = bon.score_benchmarks(cfg)
-    assert report["mathvista"]["questions not scored: image missing"] == 1
-    assert report["wemath"] == {"skipped": "no candidate file"}
+    assert report["mathvista"]["skipped"]["kinds"]["missing image"]["count"] == 1
+    assert report["mathvista"]["skipped"]["kinds"]["missing image"]["first"][0].startswith(
+        f"{cfg.candidates_path('mathvista')}:8 ")
+    assert report["mathvista"]["questions scored"] == 3 and report["mathvista"]["resumed"] == 1
+    assert "no candidate file" in report["wemath"]["left out"]
     fresh = parse_args(ScoreConfig, run_args(tmp_path, prm_dir, "--name", "fresh", "--no_select"))
     bon.score_benchmarks(fresh)
     by_id = lambda p: {r["id"]: r for r in map(json.loads, p.read_text().splitlines())}  # noqa: E731
@@ -268,7 +273,7 @@ def test_score_select_tables_end_to_end_with_resume(tmp_path, tiny_models, image
     assert res["benchmarks"]["mmstar"]["accuracy"]["prm:mean_log_odds"]["2"] == 100
 
     # tables: this run beside the paper's numbers, the ablation, the figure
-    (tmp_path / "runs/bon/fresh").rename(tmp_path / "runs/bon/vanilla")
+    shutil.copytree(tmp_path / "runs/bon/fresh", tmp_path / "runs/bon/vanilla")  # (a rename would move its lock)
     bon.select_benchmarks(parse_args(SelectConfig, ["--path", str(tmp_path), "--name", "vanilla",
                                                     "--benchmarks", "mathvista"]))
     written = bon.write_tables(parse_args(TablesConfig, ["--path", str(tmp_path), "--main", "dreamprm"]))
@@ -283,8 +288,10 @@ def test_score_select_tables_end_to_end_with_resume(tmp_path, tiny_models, image
 
     # selection again from the same scores, without the PRM: other N, another main aggregation
     monkeypatch.setattr(bon.PRM, "from_pretrained", None)
-    res2 = bon.select_benchmarks(parse_args(SelectConfig, ["--path", str(tmp_path), "--benchmarks", "mathvista",
-                                                           "--n", "1,3", "--aggregation", "min"]))
+    again = ["--path", str(tmp_path), "--benchmarks", "mathvista", "--n", "1,3", "--aggregation", "min"]
+    with pytest.raises(FileExistsError):  # results.json exists: rebuilt only with --resume
+        bon.select_benchmarks(parse_args(SelectConfig, again))
+    res2 = bon.select_benchmarks(parse_args(SelectConfig, [*again, "--resume"]))
     assert set(res2["benchmarks"]["mathvista"]["accuracy"]["prm:min"]) == {"1", "3"}
 
 

@@ -7,6 +7,7 @@ bytes) that must be counted and reported. Nothing here touches the network.
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from PIL import Image  # noqa: E402
 from dataset import prepare  # noqa: E402
 from dataset.sources import mmmu, wemath  # noqa: E402
 from dreamprm.data import Skip, SourceWriter, encode_image, image_bytes  # noqa: E402
-from dreamprm.io import load_image, read_records  # noqa: E402
+from dreamprm.io import DataError, load_image, read_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = ["id", "input", "image_path", "ground_truth", "dataset"]
@@ -164,10 +165,17 @@ def src(tmp_path_factory):
 
 
 def run(root: Path, src: dict, *extra: str, sources=None) -> int:
+    """prepare.py on local copies; the fixtures are mostly broken rows, hence the high skip ceiling."""
     sources = sources or list(src)
     local = [f"{s}={src[s]}" for s in sources]
     return prepare.main(["--path", str(root), "--sources", *sources, "--local", *local,
-                         "--cache_dir", str(root / ".hf-cache"), *extra])
+                         "--cache_dir", str(root / ".hf-cache"), "--max_skip_fraction", "0.9", *extra])
+
+
+def skipped(out: Path, name: str) -> dict:
+    """{reason: count} from the source's JSON summary <out>/<name>.jsonl.done."""
+    marker = json.loads((out / f"{name}.jsonl.done").read_text())
+    return {k: v["count"] for k, v in marker["skipped"]["kinds"].items()}
 
 
 def snapshot(folder: Path) -> dict:
@@ -193,20 +201,23 @@ def test_benchmarks_and_meta_source_convert_with_broken_rows_counted(tmp_path, s
     assert (mv["2"]["type"], mv["2"]["answer_type"], mv["2"]["precision"]) == ("free_form", "float", 1.0)
     assert mv["2"]["options"] is None and mv["2"]["image_path"].endswith(".jpg") and mv["2"]["unit"] is None
     assert "[mathvista] wrote 2 records" in log
-    assert "skipped 3: missing answer 1, missing image 1, unreadable image bytes 1" in log
+    assert skipped(tmp_path / "data", "mathvista") == {"missing answer": 1, "missing image": 1,
+                                                       "unreadable image bytes": 1}
+    assert "mathvista: skipped 3 of 5 records: missing image 1 (e.g. " in log and "parquet, row 3)" in log
 
     we = recs["wemath"]
     assert [r["id"] for r in we] == ["7@2steps_1", "7@2steps_multi"] and we[0]["key"] == "2steps_1"
     assert we[0]["options"] == ["30°", "45°", "60°", "90°", "No correct answer"] and we[0]["ground_truth"] == "B"
-    assert "[wemath] wrote 2 records" in log and "skipped 1: missing image 1" in log
+    assert "[wemath] wrote 2 records" in log and skipped(tmp_path / "data", "wemath") == {"missing image": 1}
 
     mvis = {r["id"]: r for r in recs["mathvision"]}
     assert mvis["1"]["type"] == "free_form" and mvis["1"]["options"] is None and mvis["1"]["ground_truth"] == "4"
     assert mvis["2"]["type"] == "multi_choice" and mvis["2"]["options"][2] == "c" and mvis["2"]["level"] == 1
-    assert "skipped 1: image file not found 1" in log
+    assert skipped(tmp_path / "data", "mathvision") == {"image file not found": 1}
+    assert "image file not found 1 (e.g. " in log and "test.jsonl:3 (" in log  # a JSONL row: file:line
 
     assert [(r["id"], r["ground_truth"], r["capability"]) for r in recs["mmvet"]] == [("v1_0", "-1<AND>-5", "ocr,math")]
-    assert "skipped 1: missing question 1" in log
+    assert skipped(tmp_path / "data", "mmvet") == {"missing question": 1}
 
     star = recs["mmstar"]
     assert [r["ground_truth"] for r in star] == ["A", "B"] and star[0]["options"] is None
@@ -220,7 +231,7 @@ def test_benchmarks_and_meta_source_convert_with_broken_rows_counted(tmp_path, s
     assert a1["input"].startswith("<image 1>") and a1["subject"] == "Accounting" and len(a1["image_paths"]) == 1
     assert a2["type"] == "free_form" and a2["options"] is None and len(a2["image_paths"]) == 2
     assert a2["image_path"] == a2["image_paths"][0] and a2["image_paths"][1].endswith("_2.jpg")
-    assert "skipped 2: missing image 1, unparsable options 1" in log
+    assert skipped(tmp_path / "data", "mmmu") == {"missing image": 1, "unparsable options": 1}
 
 
 def test_rerun_is_byte_identical_and_never_duplicates_images(tmp_path, src, capsys):
@@ -259,8 +270,9 @@ def test_mmpr_samples_n_per_domain_seeded_and_counts_skips(tmp_path, src, capsys
     log = capsys.readouterr().out
     ai2d = [r for r in read_records(out / "mmpr.jsonl") if r["dataset"] == "ai2d"]
     assert len(ai2d) == 6 and len({r["input"] for r in ai2d}) == 6
-    assert ("skipped 4: image file not found 1, malformed annotation line 1, missing answer 1, "
-            "unreadable image bytes 1") in log
+    assert skipped(out, "mmpr") == {"image file not found": 1, "malformed annotation line": 1, "missing answer": 1,
+                                    "unreadable image bytes": 1}
+    assert "skipped 4 of " in log
     assert "per dataset: CLEVR_math 1, ai2d 6, geos 1" in log
 
     # The sample depends on --seed and only on it.
@@ -301,14 +313,14 @@ def test_hub_ids_splits_and_configs(tmp_path, monkeypatch):
 def test_a_failing_source_is_reported_and_the_others_still_run(tmp_path, src, capsys):
     code = prepare.main(["--path", str(tmp_path), "--sources", "mmstar", "mmvet",
                          "--local", f"mmstar={tmp_path / 'missing.parquet'}", f"mmvet={src['mmvet']}",
-                         "--cache_dir", str(tmp_path / ".hf-cache")])
+                         "--cache_dir", str(tmp_path / ".hf-cache"), "--max_skip_fraction", "0.5"])
     captured = capsys.readouterr()
     assert code == 1 and "[mmstar] FAILED: FileNotFoundError" in captured.err
     assert "[mmvet] wrote 1 records" in captured.out
 
 
 def test_local_needs_source_names_when_several_sources(tmp_path):
-    with pytest.raises(SystemExit, match="SOURCE=PATH"):
+    with pytest.raises(DataError, match="SOURCE=PATH"):
         prepare.main(["--path", str(tmp_path), "--sources", "mmstar", "mmvet", "--local", "/x.parquet"])
 
 
@@ -381,8 +393,9 @@ def test_mmmu_pro_follows_the_released_rules_and_feeds_rollouts_and_meta_data(tm
     assert run(tmp_path, {"mmmu_pro": src.parent}) == 0
     log = capsys.readouterr().out
     assert "[mmmu_pro] wrote 2 records" in log
-    assert ("skipped 3: question does not end with <image 1> 1, question starts with <image 1> 1, "
-            "several images 1") in log
+    assert ("left out by the source's rules: question does not end with <image 1> 1, question starts with "
+            "<image 1> 1, several images 1") in log
+    assert "mmmu_pro: no record skipped" in log  # the rules' selection never counts against --max_skip_fraction
     recs = {r["id"]: r for r in read_records(tmp_path / "data/mmmu_pro.jsonl", required=REQUIRED)}
     assert list(recs) == ["test_History_1", "test_Math_1"]
     h, m = recs["test_History_1"], recs["test_Math_1"]
@@ -435,3 +448,95 @@ def test_mmmu_pro_and_whyu_mmvet_hub_ids(tmp_path, monkeypatch):
     assert calls == [("MMMU/MMMU_Pro", "standard (4 options)", "test"), ("whyu/mm-vet", None, "test")]
     assert read_records(tmp_path / "data/mmmu_pro.jsonl")[0]["input"] == "Question: Who painted \nOptions: (A) x (B) y"
     assert read_records(tmp_path / "data/mmvet.jsonl")[0]["id"] == "v1_7"
+
+
+# --- issue 12: bad local files end in counted, located skips or one line naming the file -----------------
+
+def mathvision_copy(d: Path, bad) -> Path:
+    """A local MathVision copy (test.jsonl + images/): four good rows and `bad` (a row, or raw bytes) on line 3."""
+    (d / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(4):
+        (d / "images" / f"{i}.png").write_bytes(img(color=(i * 50, 0, 0)))
+        rows.append({"id": str(i), "question": f"How many dots? ({i})", "options": [], "image": f"images/{i}.png",
+                     "answer": str(i), "solution": None, "level": 1, "subject": "counting"})
+    lines = [json.dumps(r).encode() for r in rows]
+    if isinstance(bad, dict):
+        bad = json.dumps({**rows[0], "id": "bad", **bad}).encode()
+    (d / "test.jsonl").write_bytes(b"\n".join(lines[:2] + [bad] + lines[2:]) + b"\n")
+    return d
+
+
+BAD_ROWS = {
+    "malformed JSON": b'{"id": "bad", "question": ',
+    "non-UTF-8 bytes": b'{"id": "bad", "question": "\xff dots?", "answer": "1", "image": "images/0.png"}',
+    "not a JSON object": b'["a", "list"]',
+    "missing question": {"question": None},
+    "missing answer": {"answer": ""},
+    "wrong type": {"question": {"text": "a dict"}},
+    "missing answer NaN": b'{"id": "bad", "question": "q", "answer": NaN, "image": "images/0.png"}',
+    "image file not found": {"image": "images/gone.png"},
+    "zero-byte image": {"image": "images/empty.png"},
+    "unreadable image bytes": {"image": "images/broken.png"},
+    "image too large": {"image": "images/big.png"},
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_ROWS))
+def test_a_bad_local_row_is_a_counted_located_skip(tmp_path, kind):
+    d = mathvision_copy(tmp_path / "mv", BAD_ROWS[kind])
+    (d / "images/empty.png").write_bytes(b"")
+    (d / "images/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (d / "images/big.png").write_bytes(img(size=(200, 100)))  # 20,000 pixels > --max_image_pixels 10,000
+    assert run(tmp_path, {"mathvision": d}, "--max_image_pixels", "10000", "--max_skip_fraction", "0.25") == 0
+    recs = read_records(tmp_path / "data/mathvision.jsonl", required=REQUIRED)
+    assert [r["id"] for r in recs] == ["0", "1", "2", "3"]  # every good row kept
+    marker = json.loads((tmp_path / "data/mathvision.jsonl.done").read_text())
+    kind = kind.removesuffix(" NaN")  # NaN is pandas' "no value": a missing answer
+    assert marker["records"] == 4 and list(marker["skipped"]["kinds"]) == [kind]
+    assert marker["skipped"]["kinds"][kind]["first"][0].startswith(f"{d / 'test.jsonl'}:3")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty file", r"test\.jsonl: empty file"),
+    ("malformed JSON array", r"test\.json:2: malformed JSON"),
+    ("missing file", "gone.jsonl: no such file or folder"),
+    ("flood", r"skipped 2 of 4 records: .*over the ceiling --max_skip_fraction 0\.1"),
+])
+def test_a_bad_local_file_fails_its_source_in_one_line(tmp_path, case, message, capsys):
+    d = tmp_path / "mv"
+    d.mkdir()
+    local = d
+    if case == "empty file":
+        (d / "test.jsonl").write_text("\n")
+    elif case == "malformed JSON array":
+        (d / "test.json").write_text('[{"id": "1", "question": "q"},\n {"id": 2,,}]')
+    elif case == "missing file":
+        local = d / "gone.jsonl"
+    else:
+        (d / "images").mkdir()
+        (d / "images/0.png").write_bytes(img())
+        good = {"question": "q", "answer": "1", "image": "images/0.png"}
+        (d / "test.jsonl").write_text("".join(json.dumps(dict(good, id=str(i))) + "\n" for i in range(2)) + "{\n[]\n")
+    code = prepare.main(["--path", str(tmp_path), "--sources", "mathvision", "--local", f"mathvision={local}",
+                         "--cache_dir", str(tmp_path / ".hf-cache")])
+    err = capsys.readouterr().err
+    failed = [ln for ln in err.splitlines() if ln.startswith("[mathvision] FAILED")]
+    assert code == 1 and len(failed) == 1 and "Traceback" not in err
+    assert re.search(message, failed[0]), failed[0]
+    assert not (tmp_path / "data/mathvision.jsonl").exists()
+
+
+def test_a_source_being_written_by_another_process_is_refused(tmp_path, src, capsys):
+    out = tmp_path / "data" / "mmstar.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
+                               "from dreamprm.io import lock_output; lock_output(sys.argv[2]); print('held', flush=True); "
+                               "time.sleep(60)", str(REPO), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert run(tmp_path, src, sources=["mmstar"]) == 1
+        err = capsys.readouterr().err
+        assert f"being written by another process (pid {holder.pid}" in err and not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from dreamprm import shards
 from dreamprm.export import DEFAULT_THRESHOLD, IMAGE, step_text, to_conversations, to_trl
 from dreamprm.io import DataError, read_records, write_jsonl
 from dreamprm.mc import build_tree
@@ -99,17 +100,28 @@ def test_gaps_are_cut_and_bad_records_named(nodes_file):
     rows, skipped = to_conversations(nodes)
     assert [len(r["conversations"]) for r in rows] == [1 + 2 * 2, 1 + 2 * 3]
     assert sum(skipped.values()) == 1
-    for bad in ["0.5", 1.5, None, True]:
+    for bad, kind in [("0.5", "wrong type"), (1.5, "out of range"), (None, "wrong type"), (True, "wrong type")]:
         recs = read_records(nodes_file / "nodes.jsonl")
         recs[4]["accuracy"] = bad
         write_jsonl(nodes_file / "bad.jsonl", recs)
+        with pytest.raises(DataError, match=rf"nodes\.jsonl:5: {kind}: accuracy"):
+            to_trl(recs)  # records read from a file carry their file:line
+        with pytest.raises(DataError, match=rf"^nodes: record 5: {kind}: accuracy"):
+            to_trl([dict(r) for r in recs])  # others are numbered
         for cli in (trl_cli, conv_cli):
-            with pytest.raises(DataError, match=r"bad\.jsonl: record 5 \(id='q2', sid=1\): accuracy must be a "
-                                                r"number in \[0, 1\]") as e:
+            # one bad node of seven is over the default ceiling: one line naming file:line
+            with pytest.raises(DataError, match=rf"{kind} 1 \(e\.g\. \S*bad\.jsonl:5 \(accuracy") as e:
                 cli.main(["--path", str(nodes_file), "--nodes", "bad.jsonl", "--out", "x.jsonl"])
-            assert "\n" not in str(e.value)
+            assert "\n" not in str(e.value) and not (nodes_file / "x.jsonl").exists()
+    # under a raised ceiling the bad node is skipped and counted; its response is cut at it (q2 starts there)
+    rows = trl_cli.main(["--path", str(nodes_file), "--nodes", "bad.jsonl", "--out", "y.jsonl",
+                         "--max_skip_fraction", "0.5"])
+    assert [r["id"] for r in rows] == ["q1"]
+    marker = shards.read_marker(nodes_file / "y.jsonl")
+    assert marker["records"] == 1 and marker["skipped"]["kinds"]["wrong type"]["first"][0].startswith(
+        f"{nodes_file / 'bad.jsonl'}:5 ")
     (nodes_file / "torn.jsonl").write_text((nodes_file / "nodes.jsonl").read_text() + "{oops\n")
-    with pytest.raises(DataError, match=r"torn\.jsonl:8: malformed JSON"):
+    with pytest.raises(DataError, match=r"malformed JSON 1 \(e\.g\. \S*torn\.jsonl:8 "):
         conv_cli.main(["--path", str(nodes_file), "--nodes", "torn.jsonl", "--out", "x.jsonl"])
 
 
@@ -120,6 +132,6 @@ def test_cli_help_and_no_overwrite(cli, nodes_file, capsys):
     assert e.value.code == 0 and "--threshold" in capsys.readouterr().out
     args = ["--path", str(nodes_file), "--nodes", "nodes.jsonl", "--out", "o.jsonl"]
     cli.main(args)
-    with pytest.raises(SystemExit, match="exists; pass --resume"):
+    with pytest.raises(FileExistsError, match="exists; pass --resume"):
         cli.main(args)
     cli.main(args + ["--resume"])

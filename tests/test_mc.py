@@ -102,7 +102,7 @@ def test_tree_skips_are_counted_and_bad_records_named(tmp_path):
     with pytest.raises(DataError, match=r"record 2: response \(id=1, sample=0\) appears twice"):
         build_tree([good, good])
     write_jsonl(tmp_path / "r.jsonl", [good, {"id": 7, "response": "x"}])
-    with pytest.raises(DataError, match=r"r\.jsonl: line 2: missing field\(s\) input, true_false"):
+    with pytest.raises(DataError, match=r"missing field 1 \(e\.g\. \S*r\.jsonl:2 \(input, true_false"):
         load_script("MC/tree.py").main(["--path", str(tmp_path), "--responses", "r.jsonl"])
 
 
@@ -244,13 +244,14 @@ def test_estimation_resumes_after_a_crash_and_shards_merge(root):
 
 def test_nodes_whose_image_vanished_are_skipped_and_counted(root):
     (root / "img" / "1.png").unlink()
-    stats = estimate(root)
-    assert stats["skipped_missing_image"] == 3 and stats["records"] == 15
+    stats = estimate(root, "--max_skip_fraction", "0.2")
+    assert stats["skipped"]["kinds"]["missing image"]["count"] == 3 and stats["records"] == 15
+    assert stats["skipped"]["kinds"]["missing image"]["first"][0].startswith(f"{root / 'tree.jsonl'}:3 ")
 
 
 def test_bad_tree_input_is_named(root):
     (root / "tree.jsonl").write_text('{"id": 1}\n')
-    with pytest.raises(DataError, match=r"tree\.jsonl: line 1: missing field\(s\) sid, input"):
+    with pytest.raises(DataError, match=r"tree\.jsonl:1 \(sid, input"):
         estimate(root)
     (root / "tree.jsonl").write_text("")
     with pytest.raises(DataError, match="empty file"):
@@ -340,7 +341,7 @@ def test_meta_data_cli_and_bad_input(tmp_path):
     meta, stats = load_script("inference/meta_data.py").main(["--path", str(tmp_path), "--responses", "mmmu.jsonl"])
     assert read_records(tmp_path / "runs" / "meta" / "meta.jsonl") == meta and stats["records"] == len(meta) > 0
     (tmp_path / "bad.jsonl").write_text(json.dumps(recs[0]) + "\n{oops\n")
-    with pytest.raises(DataError, match=r"bad\.jsonl:2: malformed JSON"):
+    with pytest.raises(DataError, match=r"malformed JSON 1 \(e\.g\. \S*bad\.jsonl:2 "):
         load_script("inference/meta_data.py").main(["--path", str(tmp_path), "--responses", "bad.jsonl",
                                                     "--out", "m2.jsonl"])
 
@@ -367,8 +368,9 @@ def test_the_released_rollout_layout_feeds_tree_and_meta_data(tmp_path):
 
 def test_train_data_cli_and_trl_export(root):
     estimate(root, "--max_rollouts", "6")
-    train, stats = load_script("MC/train_data.py").main(["--path", str(root), "--per_domain", "5"])
-    assert len(train) == 10 and set(stats) == {"chartqa", "geos"}
+    train, summary = load_script("MC/train_data.py").main(["--path", str(root), "--per_domain", "5"])
+    assert len(train) == 10 and set(summary["per_domain"]) == {"chartqa", "geos"}
+    assert shards.read_marker(root / "runs" / "mc" / "train.jsonl") == summary and summary["records"] == 10
     assert all(set(NODE_FIELDS) <= set(t) for t in read_records(root / "runs" / "mc" / "train.jsonl"))
     rows = load_script("MC/export_trl.py").main(["--path", str(root)])
     assert len(rows) == 6 and rows[1]["prompt"] == "Question 1?"

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from dreamprm.io import DataError
+from dreamprm.shards import read_marker
 from dreamprm.orm import orm_records
 from dreamprm.samples import load_train
 
@@ -64,20 +65,27 @@ def test_the_trainer_reads_them_as_one_whole_response_per_sample(tmp_path):
     assert data.labels == [[1.0], [0.0]] and data.domains == ["ai2d", "geos"]
 
 
-def test_cli_writes_refuses_to_overwrite_and_has_help(tmp_path, capsys):
+def test_cli_writes_refuses_to_overwrite_and_has_help(tmp_path, capsys, images):
     (tmp_path / "img").mkdir()
-    (tmp_path / "img/here.png").write_bytes(b"")
+    images[0].save(tmp_path / "img/here.png")
     src = tmp_path / "rollouts.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in [rec("a", FULL, True), rec("b", "no answer", False),
                                                           rec("c", FULL, False, image="img/here.png"),
                                                           rec("d", FULL, True, image="img/gone.png")]))
     cli = runpy.run_path(str(ROOT / "MC" / "orm_data.py"), run_name="imported")
-    args = ["--path", str(tmp_path), "--responses", "rollouts.jsonl", "--out", "orm/train.jsonl"]
-    train, skipped = cli["main"](args)
+    args = ["--path", str(tmp_path), "--responses", "rollouts.jsonl", "--out", "orm/train.jsonl",
+            "--max_skip_fraction", "0.5"]
+    with pytest.raises(DataError, match=r"skipped 2 of 4 records: .*over the ceiling"):  # the default 0.1
+        cli["main"](args[:-2])
+    assert not (tmp_path / "orm/train.jsonl").exists()  # nothing written that would block the retry
+    train, summary = cli["main"](args)
     written = [json.loads(x) for x in (tmp_path / "orm/train.jsonl").read_text().splitlines()]
     assert written == train and [r["id"] for r in written] == ["a", "c"]
-    assert skipped == {"no final answer": 1, "missing image": 1}
-    with pytest.raises(SystemExit, match="exists"):
+    kinds = summary["skipped"]["kinds"]
+    assert {k: v["count"] for k, v in kinds.items()} == {"no final answer": 1, "missing image": 1}
+    assert kinds["missing image"]["first"] == [f"{src}:4 ({tmp_path / 'img/gone.png'})"]
+    assert read_marker(tmp_path / "orm/train.jsonl") == summary
+    with pytest.raises(FileExistsError, match="exists"):
         cli["main"](args)
     cli["main"](args + ["--resume"])  # rebuilt: the same records
     assert [json.loads(x) for x in (tmp_path / "orm/train.jsonl").read_text().splitlines()] == written

@@ -119,7 +119,9 @@ def test_meta_records_without_steps_are_counted_not_fatal(tmp_path, tiny_models)
     assert s["meta_without_steps"] == 1 and s["meta_records"] == 9
     s = train(config(tmp_path, tiny_models["prm"], "--iterations", "5", "--meta_without_steps", "skip",
                      "--out", "skip"))
-    assert s["meta_records"] == 8 and s["meta_skipped"] == {"no step text (rule skip)": 1}
+    assert s["meta_records"] == 8 and s["meta_skipped"] == {"no steps": 1}
+    assert s["skipped"]["meta_rule"]["kinds"]["no steps"]["first"][0].startswith(f"{tmp_path / 'meta.jsonl'}:9 ")
+    assert s["skipped"]["meta"]["skipped"] == 0  # the rule's choice, not a bad record: no ceiling applies
 
 
 def write_released_like_meta(path, n_with_steps=4, n_true_bare=3, n_false_bare=5):

@@ -115,18 +115,21 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(root):
 
 def test_bad_input_is_named_or_counted(root, capsys):
     (root / "data" / "images" / "2.png").unlink()
-    mod, cfg = mathvista(root)
+    mod, cfg = mathvista(root, "--max_skip_fraction", "0.5")
     summary = run(cfg, mod.make_prompt, mod.make_input, backend=Answers())
-    assert summary["skipped"] == {"missing image": 1} and summary["records"] == 8
-    assert "question 'q2': image not found" in capsys.readouterr().out
+    assert summary["skipped"]["kinds"]["missing image"]["count"] == 1 and summary["records"] == 8
+    assert "mathvista.jsonl:3 (" in summary["skipped"]["kinds"]["missing image"]["first"][0]
+    assert "skipped 1 of 5 records: missing image 1" in capsys.readouterr().out
+    out = root / "runs" / "rollouts" / "mathvista.jsonl"
+    assert shards.read_marker(out)["skipped"]["kinds"] == summary["skipped"]["kinds"]
+    with pytest.raises(DataError, match=r"missing image 1 .*over the ceiling --max_skip_fraction 0\.1"):
+        run(mathvista(root, "--out", "other.jsonl")[1], mod.make_prompt, backend=Answers())
+    assert not (root / "other.jsonl").exists()  # a refused run leaves nothing behind
     src = root / "data" / "mathvista.jsonl"
     lines = src.read_text().splitlines()
     src.write_text("\n".join(lines[:2] + ['{"id": "q9", "input": '] + lines[2:]) + "\n")
-    with pytest.raises(DataError, match=r"mathvista\.jsonl:3: malformed JSON"):
-        run(mathvista(root, "--resume")[1], mod.make_prompt, backend=Answers())
-    src.write_text("\n".join(lines + [lines[0]]) + "\n")
-    with pytest.raises(DataError, match=r"record 6: duplicate question id 'q0'"):
-        run(mathvista(root, "--resume")[1], mod.make_prompt, backend=Answers())
+    with pytest.raises(DataError, match=r"malformed JSON 1 \(e\.g\. \S+mathvista\.jsonl:3 "):
+        run(mathvista(root, "--resume", "--max_skip_fraction", "0")[1], mod.make_prompt, backend=Answers())
     src.write_text("")
     with pytest.raises(DataError, match="empty file"):
         run(mathvista(root, "--resume")[1], mod.make_prompt, backend=Answers())
