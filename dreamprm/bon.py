@@ -46,7 +46,8 @@ from .io import (AppendWriter, BadRecord, DataError, Skips, atomic_write_text, i
 from .models import chat
 from .packing import TreeScorer
 from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format, scored_text
-from .samples import check_policy, image_path, label, response_sample
+from .samples import check_policy, image_path, response_sample
+from .samples import label as as_bool_label
 from .steps import final_answer_text, has_final_answer, num_steps
 
 BENCHMARKS = ("wemath", "mathvista", "mathvision", "mmvet", "mmstar")
@@ -143,7 +144,7 @@ def load_candidates(path: Path, root: Path, skips: Skips | None = None, images=N
             continue
         response = str(r["response"] or "")
         answer = r["answer"] if "answer" in r else final_answer_text(response)
-        q.candidates.append(Candidate(s, response, bool(label(r["true_false"])),
+        q.candidates.append(Candidate(s, response, bool(as_bool_label(r["true_false"])),
                                       None if answer is None else str(answer), where(r)))
     for q in questions.values():
         q.candidates.sort(key=lambda c: c.sample)

@@ -31,7 +31,7 @@ from .io import (AppendWriter, BadRecord, DataError, Record, Skips, number, read
                  write_json)
 from .judge import Judge, JudgeItem
 from .prompts import completion_prompt
-from .samples import policy_responses
+from .samples import check_counts, policy_responses
 from .shards import done_marker
 from .steps import final_answer_text, has_final_answer, step_prefixes
 
@@ -76,13 +76,7 @@ def check_node(r: dict) -> None:
     number(r, "sid", 1, None, integer=True)
     if not text(r, "add").strip():
         raise BadRecord("empty step prefix", "add holds no text")  # the kind load_train counts
-    acc = number(r, "accuracy", 0, 1)
-    times = number(r, "times", 1, None, integer=True)
-    score = number(r, "score", 0, None, integer=True)
-    if score > times:  # e.g. score 5 of 4 rollouts would become accuracy 1.25
-        raise BadRecord("inconsistent numbers", f"score {score} > times {times}")
-    if abs(acc - score / times) > 1e-6:
-        raise BadRecord("inconsistent numbers", f"accuracy {acc!r} != score / times = {score}/{times}")
+    check_counts(r, number(r, "accuracy", 0, 1))
 
 
 def read_nodes(path: str | Path, skips: Skips, check: Callable[[dict], None] = check_node) -> list[Record]:

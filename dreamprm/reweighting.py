@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -466,8 +467,9 @@ class Reweighter:
         cfg = self.cfg
         if not self.engine.is_rank_zero():  # under torchrun only rank 0 logs and saves
             return
+        upper = self.upper.last.get("loss") if self.upper is not None else None
+        self._check_finite(it, self.lower.last["plain_loss"], upper)
         if it % cfg.log_every == 0 or it == cfg.iterations:
-            upper = self.upper.last.get("loss") if self.upper is not None else None
             row = {"iteration": it, "lower_loss": self.lower.last["plain_loss"],
                    "weighted_lower_loss": self.lower.last["loss"], "upper_loss": upper,
                    "lr": self.lower.scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - self.t0, 3),
@@ -479,6 +481,16 @@ class Reweighter:
         if it % cfg.save_every == 0 or it == cfg.iterations:
             self.save(it)
         self.bar.update(1)
+
+    def _check_finite(self, it: int, lower, upper) -> None:
+        """A diverged run stops at the first non-finite loss or weight: a NaN never reaches the log, the
+        checkpoints or the weights a user reads (the last checkpoint stays, for --resume with other settings)."""
+        values = {"lower loss": float(lower), **({"upper loss": float(upper)} if upper is not None else {}),
+                  **{f"weight of {d}": w for d, w in self.weights.as_dict().items()}}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            raise DataError(f"{self.out}: iteration {it}: {', '.join(f'{k} is {v}' for k, v in bad.items())}: "
+                            "training diverged; try a lower --lr / --meta_lr or --precision fp32")
 
     def run(self) -> dict:
         from tqdm.auto import tqdm

@@ -105,18 +105,23 @@ def _check_id(r: dict) -> None:
             raise BadRecord("wrong type", f"{key} must be a string or an integer, got {v!r}")
 
 
+def check_counts(r: dict, acc: float) -> None:
+    """MC's counts: whole numbers, 0 <= score <= times, times >= 1, and accuracy their ratio."""
+    score, times = number(r, "score", 0, integer=True), number(r, "times", 1, integer=True)
+    if score > times:  # e.g. score 5 of 4 rollouts would become accuracy 1.25
+        raise BadRecord("inconsistent numbers", f"score {score} > times {times}")
+    if abs(acc - score / times) > 1e-3:  # a hand-made file may round accuracy; a real mismatch is >= 1/times
+        raise BadRecord("inconsistent numbers", f"accuracy {acc!r} is not score / times = {score} / {times}")
+
+
 def check_train(r: dict) -> float:
     """The fields of a train record the lower level relies on (a `read_records` check); its accuracy."""
     for key in ("input", "add", "dataset"):
         text(r, key)
     _check_id(r)
     acc = number(r, "accuracy", 0, 1)
-    if r.get("score") is not None and r.get("times") is not None:  # MC's counts: accuracy is their ratio
-        score, times = number(r, "score", 0, integer=True), number(r, "times", 1, integer=True)
-        if score > times:
-            raise BadRecord("inconsistent numbers", f"score {score} > times {times}")
-        if abs(acc - score / times) > 1e-3:  # a file may round accuracy; a real mismatch is far larger
-            raise BadRecord("inconsistent numbers", f"accuracy {acc} is not score / times = {score} / {times}")
+    if r.get("score") is not None and r.get("times") is not None:
+        check_counts(r, acc)
     if not r["add"].strip():
         raise BadRecord("empty step prefix", "add holds no text")
     return acc

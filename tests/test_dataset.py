@@ -152,7 +152,8 @@ def make_mmpr(root: Path) -> Path:
         ann = root / "annotations" / f"{key}.jsonl"
         ann.parent.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(x) + "\n" for x in lines)
-        ann.write_text(text + ("{not json\n" if folder == "AI2D" else ""))
+        ann.write_bytes((text + ("{not json\n" if folder == "AI2D" else "")).encode()
+                        + (b'{"question": "caf\xe9"}\n' if folder == "AI2D" else b""))  # Latin-1 bytes
         meta[key] = {"root": f"MMPR/images/{folder}", "annotation": f"MMPR/annotations/{key}.jsonl",
                      "data_augment": False, "repeat_time": 1, "length": len(lines)}
     (root / "meta.json").write_text(json.dumps(meta))
@@ -264,15 +265,15 @@ def test_mmpr_samples_n_per_domain_seeded_and_counts_skips(tmp_path, src, capsys
     err = capsys.readouterr().err
     assert "no correctness_rules annotation for domain chartqa" in err  # absent domains are reported
 
-    # Taking every question: six good distinct ones (the repeated pair is one question), four skips.
+    # Taking every question: six good distinct ones (the repeated pair is one question), five skips.
     out = tmp_path / "all"
     assert run(tmp_path, src, "--n_per_domain", "100", "--out", str(out), sources=["mmpr"]) == 0
     log = capsys.readouterr().out
     ai2d = [r for r in read_records(out / "mmpr.jsonl") if r["dataset"] == "ai2d"]
     assert len(ai2d) == 6 and len({r["input"] for r in ai2d}) == 6
     assert skipped(out, "mmpr") == {"image file not found": 1, "malformed annotation line": 1, "missing answer": 1,
-                                    "unreadable image bytes": 1}
-    assert "skipped 4 of " in log
+                                    "unreadable image bytes": 1, "non-UTF-8 bytes": 1}
+    assert "skipped 5 of " in log
     assert "per dataset: CLEVR_math 1, ai2d 6, geos 1" in log
 
     # The sample depends on --seed and only on it.

@@ -297,3 +297,14 @@ def test_meta_data_counts_bad_images_and_duplicates_with_their_lines(root):
     assert [(m["id"], m["true_false"]) for m in meta if m["id"] == 1] == [(1, True)]
     with pytest.raises(FileExistsError, match="--resume"):  # cfg.output: one writer, never an overwrite
         load_script("inference/meta_data.py").main(["--path", str(root), "--responses", "r.jsonl"])
+
+
+def test_a_diverged_run_stops_at_the_first_non_finite_loss(root, tiny_models):
+    """A NaN never reaches the log or the weights: the run stops with a one-line error naming the iteration."""
+    write_reweighting_problem(root, per_domain=3, image="im.png")
+    with pytest.raises(DataError, match=r"iteration \d+: .*(loss|weight of \w+) is (nan|inf).*training diverged"):
+        train(config(root, tiny_models["prm"], "--iterations", "30", "--lr", "1e30", "--meta_lr", "1e30",
+                     "--train_batch_size", "4", "--meta_batch_size", "4"))
+    log = (root / "run/log.jsonl")
+    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    assert all(str(r["lower_loss"]) not in ("nan", "inf") for r in rows)

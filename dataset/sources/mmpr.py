@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from dreamprm.data import Skip, text
+from dreamprm.io import DataError
 from dreamprm.domains import MMPR_DOMAINS
 
 NAME, HUB_ID, SPLIT = "mmpr", "OpenGVLab/MMPR", "train"
@@ -44,7 +45,10 @@ def rows(local, cfg):
     meta_file = folder / "meta.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"{meta_file}: MMPR's meta.json is needed to find annotations and image folders")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{meta_file}: not a readable JSON file ({e})") from None
     for domain in MMPR_DOMAINS:
         key = _annotation_key(meta, domain)
         ann = key and _find(folder, meta[key].get("annotation", ""), "annotations/" + key + ".jsonl")
@@ -79,28 +83,33 @@ def _find(folder: Path, rel: str, *fallbacks: str) -> Path | None:
 
 
 def _questions(ann: Path) -> list[dict]:
-    """Distinct (image, question) pairs in file order, each with the line it first appears on."""
+    """Distinct (image, question) pairs in file order, each with the line it first appears on. A line that is
+    not UTF-8, not JSON or not an object becomes a row that convert() counts as a skip."""
     seen, out = set(), []
-    with open(ann, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                out.append({"_line": lineno, "_bad": True})  # counted as a skip, not a crash
-                continue
-            key = (json.dumps(r.get("image")), text(r.get("question")))
-            if key not in seen:
-                seen.add(key)
-                out.append({"_line": lineno, "image": r.get("image"), "question": r.get("question"),
-                            "answer_gt": r.get("answer_gt")})
+    for lineno, raw in enumerate(ann.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            r = json.loads(raw.decode("utf-8"))
+            if not isinstance(r, dict):
+                raise ValueError
+        except UnicodeDecodeError:
+            out.append({"_line": lineno, "_bad": ("non-UTF-8 bytes", f"{ann}:{lineno}")})
+            continue
+        except ValueError:  # JSONDecodeError is one
+            out.append({"_line": lineno, "_bad": ("malformed annotation line", f"{ann}:{lineno}")})
+            continue
+        key = (json.dumps(r.get("image")), text(r.get("question")))
+        if key not in seen:
+            seen.add(key)
+            out.append({"_line": lineno, "image": r.get("image"), "question": r.get("question"),
+                        "answer_gt": r.get("answer_gt")})
     return out
 
 
 def convert(row: dict) -> dict:
     if row.get("_bad"):
-        raise Skip("malformed annotation line")
+        raise Skip(*row["_bad"])
     question = text(row.get("question"))
     if question.startswith("<image>"):  # the chat template inserts the image itself
         question = question[len("<image>"):].strip()
