@@ -27,7 +27,6 @@ onto the vocabulary.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -42,7 +41,7 @@ from .aggregation import AGGREGATIONS, aggregate
 from .answers import extract_choice, normalize_text, parse_number
 from .cli import StageArgs
 from .io import (AppendWriter, BadRecord, DataError, Skips, atomic_write_text, iter_jsonl, load_image, lock_output,
-                 number, read_records, require, where, write_json, write_jsonl)
+                 number, read_json, read_records, require, where, write_json, write_jsonl)
 from .models import chat
 from .packing import TreeScorer
 from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format, scored_text
@@ -839,12 +838,7 @@ def scaling_curves(results: dict, main: str, vanilla: str, orm: str = "orm") -> 
 def read_results(path: Path) -> dict:
     """A run's results.json (BoN/pick.py), checked: the keys the tables read, every accuracy None or a number in
     [0, 100]. A hand-edited or damaged file is one line naming it, never a table of NaN."""
-    try:
-        r = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: non-UTF-8 bytes at byte {e.start}") from None
+    r = read_json(path, "results file")
     if not (isinstance(r, dict) and isinstance(r.get("benchmarks"), dict) and isinstance(r.get("n"), list)
             and r["n"] and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in r["n"])
             and isinstance(r.get("aggregation"), str)):

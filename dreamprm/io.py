@@ -248,6 +248,19 @@ def read_records(path: str | Path, required: Iterable[str] = (), check: Callable
     return out
 
 
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """A whole JSON document (a config, a summary); missing, non-UTF-8 or malformed is one DataError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such {what}")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a {what} (non-UTF-8 bytes at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: malformed {what} ({e.msg} at column {e.colno})") from None
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """(line number, record) for every record of a JSONL file; the first bad line is a DataError."""
     path = Path(path)

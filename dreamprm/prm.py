@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .io import load_image
+from .io import load_image, read_json
 from .models import PRM_BASE, chat, load_vlm
 
 HEAD_FILE = "prm_head.pt"
@@ -207,7 +207,7 @@ class PRMEncoder:
 def saved_config(name: str | Path) -> dict:
     """What a trained PRM directory records of how it reads its input ({} for a base model or hub id)."""
     f = Path(name) / CONFIG_FILE
-    return json.loads(f.read_text()) if f.is_file() else {}
+    return read_json(f, "PRM config") if f.is_file() else {}
 
 
 def saved_format(name: str | Path) -> str | None:

@@ -52,7 +52,10 @@ _active: dict[str, str] = {}  # prompt name -> template text, set by load_templa
 
 def read_template(path: Path, name: str) -> str:
     """A template file, checked: a one-line DataError naming the file on an unknown or missing placeholder."""
-    text = Path(path).read_text(encoding="utf-8").removesuffix("\n")
+    try:
+        text = Path(path).read_text(encoding="utf-8").removesuffix("\n")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: the {name} prompt is not UTF-8 text (byte {e.start})") from None
     want = PLACEHOLDERS[name]
     found = {m[2] for m in _FIELD.finditer(text) if m[2]}
     unknown = sorted(found - set(want))

@@ -25,14 +25,13 @@ How it writes a chain of thought (five structured steps, then `Final answer: N`)
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 from .backends import BACKENDS, Backend, Request
-from .io import DataError
+from .io import DataError, read_json
 from .prompts import STEPS
 from .steps import FINAL_ANSWER, find_steps
 
@@ -79,12 +78,7 @@ class SimulatedPolicy(Backend):
         if not path.is_file():
             raise DataError(f"{path}: no SIMULATED policy file (write one with `python -m dreamprm.world --out DIR`; "
                             "--policy is DIR/policy.json, relative to --path)")
-        try:
-            policy = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not a SIMULATED policy file (not UTF-8 text)") from None
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: malformed SIMULATED policy file ({e.msg})") from None
+        policy = read_json(path, "SIMULATED policy file")
         if not isinstance(policy, dict) or policy.get("format") != POLICY_FORMAT:
             raise DataError(f"{path}: not a SIMULATED policy file (format {POLICY_FORMAT!r} expected)")
         try:

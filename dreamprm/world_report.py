@@ -262,7 +262,7 @@ def main(argv=None) -> dict:
     run = cfg.resolve(cfg.run)
     r = build_report(run)
     print(f"wrote {run / 'RESULTS.md'} and {run / 'results.json'}")
-    print(f"  weights: " + ", ".join(f"{d['name']} {_fmt(d['weight'], 3)}" for d in r["domains"]))
+    print("  weights: " + ", ".join(f"{d['name']} {_fmt(d['weight'], 3)}" for d in r["domains"]))
     print(f"  Spearman(weights, quality) {_fmt(r['spearman'], 3)}; max corrupted weight "
           f"{_fmt(r['max_corrupted_weight'], 3)}")
     for b, v in r["bon"].items():

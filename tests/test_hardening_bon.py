@@ -351,7 +351,7 @@ def test_each_stage_fails_in_one_line(tmp_path):
     results.write_text('{"run": "dreamprm",\n "n": [1,]}')
     cases = {  # stage: (arguments, what its one line says); score.py's: the refused copy of the lock test below
         "pick.py": (["--path", str(tmp_path / "p"), "--benchmarks", "mathvista"], f"{scores}:2: malformed JSON"),
-        "tables.py": (["--path", str(tmp_path)], f"{results}:2: malformed JSON"),
+        "tables.py": (["--path", str(tmp_path)], f"{results}:2: malformed results file"),
         "export_mmvet.py": (["--path", str(tmp_path), "--candidates", CAND], f"{src}: empty file"),
     }
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
