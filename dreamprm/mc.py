@@ -115,26 +115,18 @@ class SkipCounter:
             self.skips.add(kind, loc, detail)
 
 
-def image_verdict(path, image_problem=None, image_exists=None) -> BadRecord | None:
-    """The image check of a record: `image_problem(path)` (cfg.image_problem), or the older `image_exists`."""
-    if not path:
-        return None
-    if image_problem is not None:
-        return image_problem(path)
-    if image_exists is not None and not image_exists(path):
-        return BadRecord("missing image", str(path))
-    return None
+def image_verdict(path, image_problem=None) -> BadRecord | None:
+    """The image check of a record: None without an image or a check, else `image_problem(path)`."""
+    return image_problem(path) if path and image_problem is not None else None
 
 
 # --- stage 3: tree ---------------------------------------------------------------------------
 
-def build_tree(records: list[dict], image_exists: Callable[[str], bool] | None = None,
-               where: str = "responses", skips: Skips | None = None,
-               image_problem: Callable[[str], BadRecord | None] | None = None) -> tuple[list[dict], Counter]:
+def build_tree(records: list[dict], image_problem: Callable[[str], BadRecord | None] | None = None,
+               where: str = "responses", skips: Skips | None = None) -> tuple[list[dict], Counter]:
     """One node per step of every usable response; returns (nodes, skipped response counts by kind).
 
-    Skipped: no final answer, no steps, a bad image (`image_problem`, e.g. cfg.image_problem; or
-    `image_exists`), and, with `skips`, malformed records (no ground truth, wrong types), each counted in
+    Skipped: no final answer, no steps, a bad image (`image_problem`, e.g. cfg.image_problem), and, with `skips`, malformed records (no ground truth, wrong types), each counted in
     `skips` with its location too. Without `skips` a malformed record is a DataError."""
     nodes, skip = [], SkipCounter(skips, where)
     for i, r, right in policy_responses(records, where, skips):
@@ -152,7 +144,7 @@ def build_tree(records: list[dict], image_exists: Callable[[str], bool] | None =
         if not prefixes:
             skip("no steps", r, i)
             continue
-        if (bad := image_verdict(r.get("image_path"), image_problem, image_exists)) is not None:
+        if (bad := image_verdict(r.get("image_path"), image_problem)) is not None:
             skip(bad.kind, r, i, bad.detail)
             continue
         score = int(right)

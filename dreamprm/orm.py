@@ -22,17 +22,16 @@ from .samples import policy_responses
 from .steps import has_final_answer, num_steps
 
 
-def orm_records(records: list[dict], image_exists: Callable[[str], bool] | None = None,
+def orm_records(records: list[dict], image_problem: Callable[[str], BadRecord | None] | None = None,
                 require_steps: bool = False, per_domain: int = 0, seed: int = 42,
-                where: str = "responses", skips: Skips | None = None,
-                image_problem: Callable[[str], BadRecord | None] | None = None) -> tuple[list[dict], Counter]:
+                where: str = "responses", skips: Skips | None = None) -> tuple[list[dict], Counter]:
     """Policy records {id, response, input, true_false, ...} -> ORM train records, plus skip counts by reason.
 
     Kept: responses with a final answer (as the PRM's tree keeps them; without one the answer was never
     given, and best-of-N ranks such candidates last). Responses without steps are kept unless
     `require_steps`: an outcome label does not need steps. `per_domain` > 0 keeps at most that many records
     per domain (a seeded random subset, in input order); 0 keeps the data as it is. A bad image
-    (`image_problem`, e.g. cfg.image_problem; or `image_exists`) skips the record. With `skips` every skip of
+    (`image_problem`, e.g. cfg.image_problem) skips the record. With `skips` every skip of
     a bad record is counted there too, with its location; without it a wrong type is a DataError.
     """
     out, skip = [], SkipCounter(skips, where)
@@ -49,7 +48,7 @@ def orm_records(records: list[dict], image_exists: Callable[[str], bool] | None 
             skip("no final answer", r, i)
         elif require_steps and num_steps(response) == 0:
             skip("no steps", r, i)
-        elif (bad := image_verdict(r.get("image_path"), image_problem, image_exists)) is not None:
+        elif (bad := image_verdict(r.get("image_path"), image_problem)) is not None:
             skip(bad.kind, r, i, bad.detail)
         else:
             out.append({"id": r["id"], "sample": r.get("sample", 0), "sid": 0, "input": r["input"],

@@ -12,7 +12,7 @@ import pytest
 from dreamprm import shards
 from dreamprm.backends import Backend, TransformersBackend, stable_seed
 from dreamprm.cli import parse_args
-from dreamprm.io import DataError, read_records, write_jsonl
+from dreamprm.io import BadRecord, DataError, read_records, write_jsonl
 from dreamprm.judge import Judge
 from dreamprm.export import to_trl
 from dreamprm.mc import NODE_FIELDS, build_tree, node_key, paper_rule
@@ -95,7 +95,7 @@ def test_tree_skips_are_counted_and_bad_records_named(tmp_path):
             "image_path": "gone.png"}
     recs = [{**good, "id": 2, "response": "no marker"}, {**good, "id": 3, "response": "Final answer: 3"},
             {**good, "id": 4}, {**good, "id": 5, "image_path": None}]
-    nodes, skipped = build_tree(recs, image_exists=lambda p: False)
+    nodes, skipped = build_tree(recs, image_problem=lambda p: BadRecord("missing image", p))
     assert skipped == {"no final answer": 1, "no steps": 1, "missing image": 1} and len(nodes) == 2
     with pytest.raises(DataError, match="record 2: true_false must be true or false"):
         build_tree([good, {**good, "id": 6, "true_false": "yes"}])

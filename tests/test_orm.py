@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamprm.io import DataError
+from dreamprm.io import BadRecord, DataError
 from dreamprm.shards import read_marker
 from dreamprm.orm import orm_records
 from dreamprm.samples import load_train
@@ -24,7 +24,7 @@ def test_records_labels_and_what_is_skipped():
                rec("e", "Step 1: Look.\n\nNo answer given.", True),  # no final answer: skipped
                rec("f", "It is 3. Final answer: 3", True),  # no steps: kept by default
                rec("g", FULL, True, image="img/gone.png"), rec("h", FULL, False, image="img/here.png")]
-    out, skipped = orm_records(records, image_exists=lambda p: p == "img/here.png")
+    out, skipped = orm_records(records, image_problem=lambda p: None if p == "img/here.png" else BadRecord("missing image", p))
     assert [r["id"] for r in out] == ["a", "b", "c", "d", "f", "h"]
     assert [r["accuracy"] for r in out] == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
     assert all(type(r["accuracy"]) is float for r in out)
@@ -33,7 +33,7 @@ def test_records_labels_and_what_is_skipped():
     assert a["add"] == FULL and a["sid"] == 0 and a["input"] == "Question a?" and a["ground_truth"] == "3"
     assert (a["sample"], a["dataset"], a["image_path"]) == (0, "ai2d", None)
     # responses without steps can be dropped too
-    out, skipped = orm_records(records, image_exists=lambda p: p == "img/here.png", require_steps=True)
+    out, skipped = orm_records(records, image_problem=lambda p: None if p == "img/here.png" else BadRecord("missing image", p), require_steps=True)
     assert "f" not in [r["id"] for r in out] and skipped["no steps"] == 1
 
 

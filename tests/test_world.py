@@ -269,7 +269,7 @@ def test_rollouts_and_mc_labels_on_the_world(world, sim, tmp_path):
     assert all(r["answer"] in (str(policy["questions"][r["id"]]["truth"]), str(policy["questions"][r["id"]]["wrong"]))
                for r in responses)
 
-    nodes, skipped = build_tree(responses, image_exists=lambda p: cfg.resolve(p).is_file())
+    nodes, skipped = build_tree(responses, image_problem=cfg.image_problem)
     assert not skipped and len(nodes) == 5 * len(responses)
     with AppendWriter(tmp_path / "mc.jsonl", key=node_key, resume=False) as writer:
         stats = estimate(nodes, sim, judge, writer, MCSettings(min_rollouts=4, max_rollouts=8, seed=5),
