@@ -11,20 +11,25 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset.sources import mathvision, mathvista, mmmu, mmmu_pro, mmpr, mmstar, mmvet, wemath  # noqa: E402
+from dataset.sources import (mathvision, mathvista, mmmu, mmmu_pro, mmpr, mmstar, mmvet,  # noqa: E402
+                             visualprocessbench, wemath)
 from dreamprm.cli import StageArgs, parse_args  # noqa: E402
 from dreamprm.data import SourceWriter  # noqa: E402
 from dreamprm.io import DataError, Skips, lock_output  # noqa: E402
 
-SOURCES = {m.NAME: m for m in (mmpr, mmmu_pro, mmmu, mathvista, wemath, mathvision, mmvet, mmstar)}
+SOURCES = {m.NAME: m for m in (mmpr, mmmu_pro, mmmu, mathvista, wemath, mathvision, mmvet, mmstar,
+                                visualprocessbench)}
+# Prepared only when asked for (--sources visualprocessbench): step labels for BoN/step_eval.py, no part of the
+# paper's pipeline, and a 501 MB image archive.
+OPT_IN = ("visualprocessbench",)
 
 
 @dataclass
 class PrepareConfig(StageArgs):
     """Prepare the training domains (MMPR), the meta set sources (MMMU-Pro, the default; MMMU validation) and
-    the five benchmarks."""
+    the five benchmarks; VisualProcessBench (step labels for BoN/step_eval.py) only with --sources."""
     out: str = field(default="data", metadata={"help": "output folder: <out>/<source>.jsonl, <out>/images/<source>/"})
-    sources: list[str] = field(default_factory=lambda: list(SOURCES),
+    sources: list[str] = field(default_factory=lambda: [s for s in SOURCES if s not in OPT_IN],
                                metadata={"help": "sources to prepare", "choices": list(SOURCES)})
     local: list[str] = field(default_factory=list, metadata={
         "help": "local copies instead of the hub, as SOURCE=PATH (a parquet/JSON/JSONL file or a folder of "
