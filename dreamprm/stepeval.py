@@ -41,7 +41,8 @@ from .steps import find_steps
 
 NEUTRAL_RULES = ("drop", "correct", "incorrect")
 LABELS = (1, 0, -1)
-# Overall macro-F1 (%) on VisualProcessBench, VisualPRM paper (arXiv 2503.10291): printed beside this run's.
+# Overall macro-F1 (%) on VisualProcessBench, VisualPRM paper (arXiv 2503.10291), as issue 13 quotes them (not
+# re-checked against the paper's table here): printed beside this run's.
 PUBLISHED = {"VisualPRM-8B": 62.0, "GPT-4o": 60.3, "Gemini-2.0-Flash": 62.3, "Random guessing": 50.0}
 RANDOM = "random"  # --prm random: the seeded uniform baseline
 
