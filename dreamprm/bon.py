@@ -289,7 +289,7 @@ def resolve_format(cfg: ScoreConfig, location: str | None = None) -> str:
     return fmt if fmt in FORMATS else "paper"
 
 
-def _load_prm(cfg: ScoreConfig, location: str, fmt: str) -> PRM:
+def load_prm(cfg: ScoreConfig, location: str, fmt: str) -> PRM:
     """The PRM; a directory or hub id that holds no loadable model is one line naming --prm."""
     cfg.announce("PRM", cfg.precision)  # where it runs, before the (possibly long) load
     try:
@@ -298,7 +298,7 @@ def _load_prm(cfg: ScoreConfig, location: str, fmt: str) -> PRM:
         raise DataError(f"--prm {cfg.prm}: cannot load a PRM from {location}: {' '.join(str(e).split())}") from None
 
 
-def _check_resume(out: Path, prm: str, fmt: str, unit: str = "step") -> None:
+def check_resume(out: Path, prm: str, fmt: str, unit: str = "step") -> None:
     """Scores of another PRM, format or unit must not be continued into the same file."""
     if not out.exists() or not out.stat().st_size:
         return
@@ -431,7 +431,7 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
         for bench in benches:  # every output checked (and locked) before the first score
             out = out_dir / f"{bench}.scores.jsonl"
             writers[bench] = stack.enter_context(AppendWriter(out, key=lambda r: r["id"], resume=cfg.resume))
-            _check_resume(out, cfg.prm, fmt, cfg.unit)
+            check_resume(out, cfg.prm, fmt, cfg.unit)
         for bench, questions in benches.items():
             w, resumed = writers[bench], writers[bench].n_resumed
             todo = sum(not w.done(q) for q in questions)
@@ -439,7 +439,7 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
                   f"candidates; {resumed} questions already in {w.path}, {todo} to score ({fmt} format, "
                   f"per {cfg.unit})")
             if todo and scorer is None:
-                prm = _load_prm(cfg, location, fmt)
+                prm = load_prm(cfg, location, fmt)
                 scorer = TreeScorer(prm).score if cfg.packing == "tree" else _plain(prm)
             now = score_questions(questions, scorer, w, cfg.batch_size, meta, f"PRM {bench}") if todo else Counter()
             counts = scoring_counts(questions, w, cfg.unit)

@@ -460,7 +460,7 @@ def run_step_eval(cfg: StepEvalConfig) -> dict:
         raise DataError(f"{data}: no usable solution ({skips.line()})")
     meta = {"prm": cfg.prm, "format": fmt}
     with AppendWriter(scores_path, key=lambda r: r["id"], resume=cfg.resume) as w:
-        bon._check_resume(scores_path, cfg.prm, fmt)
+        bon.check_resume(scores_path, cfg.prm, fmt)
         resumed, todo = w.n_resumed, sum(not w.done(it.id) for it in items)
         print(f"{set_name}: {len(items)} solutions, {sum(len(it.steps) for it in items)} steps; {resumed} "
               f"solutions already in {scores_path}, {todo} to score (PRM {cfg.prm}, {fmt})")
@@ -469,7 +469,7 @@ def run_step_eval(cfg: StepEvalConfig) -> dict:
             if cfg.prm == RANDOM:
                 scorer = lambda batch: [random_scores(it.id, len(it.steps), cfg.seed) for it in batch]  # noqa: E731
             else:
-                scorer = prm_scorer(bon._load_prm(cfg, location, fmt))
+                scorer = prm_scorer(bon.load_prm(cfg, location, fmt))
             scored = score_items(items, scorer, w, cfg.batch_size, meta, f"PRM {set_name}")
     position = {it.id: i for i, it in enumerate(items)}
     score_skips = cfg.skips(scores_path)

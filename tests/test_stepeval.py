@@ -365,7 +365,7 @@ def test_a_nan_score_stops_the_run_naming_the_solution(tmp_path, monkeypatch):
     assert prepare_copy(tmp_path, write_hub_copy(tmp_path / "vpb")) == 0
     monkeypatch.setattr(stepeval, "prm_scorer", lambda prm: lambda batch: [[float("nan")] * len(it.steps)
                                                                            for it in batch])
-    monkeypatch.setattr("dreamprm.bon._load_prm", lambda cfg, location, fmt: None)
+    monkeypatch.setattr("dreamprm.bon.load_prm", lambda cfg, location, fmt: None)
     (tmp_path / "prm").mkdir()
     with pytest.raises(DataError, match=r"visualprocessbench.jsonl:\d+: the PRM scored step 1 of solution"):
         run_step_eval(parse_args(StepEvalConfig, eval_args(tmp_path, "prm")))
