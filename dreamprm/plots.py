@@ -77,3 +77,32 @@ def plot_bon_scaling(curves: dict[str, dict[str, dict[int, float]]], out: Path) 
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def plot_step_scores(dists: dict[str, dict[str, list[float]]], out: Path, bins: int = 20,
+                     title: str = "PRM step scores on correct and incorrect steps") -> Path:
+    """One panel per scorer: histograms (density, shared bins on [0, 1]) of its scores on the steps labelled
+    correct and on those labelled incorrect; the 0.5 threshold marked. `dists`: scorer label ->
+    {"correct": [scores], "incorrect": [scores]}, e.g. from a step set and the step_eval score files."""
+    plt = _plt()
+    names = list(dists) or ["(no scores)"]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names) + 0.6, 3.0), squeeze=False, sharey=True)
+    edges = [i / bins for i in range(bins + 1)]
+    for ax, name in zip(axes[0], names):
+        d = dists.get(name, {})
+        for kind, colour in (("correct", "tab:blue"), ("incorrect", "tab:red")):
+            xs = d.get(kind) or []
+            if xs:  # density: the two classes differ in size; the shapes are what is compared
+                ax.hist(xs, bins=edges, density=True, alpha=0.55, color=colour, label=f"{kind} ({len(xs)})")
+        ax.axvline(0.5, color="gray", lw=0.8, ls="--")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("step score")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=7, loc="best")
+    axes[0][0].set_ylabel("density")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

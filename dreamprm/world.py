@@ -1,16 +1,32 @@
 """The CPU mini world (issue 6): a synthetic multimodal reasoning world small enough for two CPU cores.
 
-    python -m dreamprm.world --path . --out runs/world --seed 0 --n_train 60 --n_meta 40 --n_test 40
+    python -m dreamprm.world --path . --out runs/world --seed 0 --n_train 60 --n_meta 40 --n_test 40 --n_step 40
 
 writes, seeded and byte-identical on a rerun:
 
     <out>/data/<domain>.jsonl     question records in the dataset/ format {id, input, image_path, ground_truth,
-                                  dataset, type, hint, options}, one file per domain (train, meta and test)
+                                  dataset, type, hint, options}, one file per domain (train, meta, test, step)
     <out>/data/train.jsonl        all train domains in one file (the world's counterpart of data/mmpr.jsonl)
     <out>/data/images/<domain>/   the rendered images (PNG, 96-160 px)
     <out>/policy.json             the SIMULATED policy's "weights" (dreamprm/simulated.py): per question the
                                   true answer, the typical wrong answer, the step claims of both tracks
     <out>/world.json              what each domain is: role, quality, corruption rate, error type, error rate
+
+and, from the SIMULATED policy's responses to the step benchmark (issue 13), its step-level test set:
+
+    python inference/world.py --path . --dataset stepbench --questions runs/world/data/stepbench.jsonl \
+        --backend simulated --policy runs/world/policy.json --judge none --n 1 --out runs/rollouts/stepbench.jsonl
+    python -m dreamprm.world steps --path . --policy runs/world/policy.json \
+        --responses runs/rollouts/stepbench.jsonl --out runs/world/steps/stepbench.jsonl
+
+writes one record per response in the step-set shape VisualProcessBench is read in (`dreamprm.stepeval`):
+{id: "<question id>:<sample>", input, ground_truth, image_path, dataset, steps: [text of each step, header
+kept], labels: [1 | -1 per step], policy_model: "simulated"}. A step's label is the policy's own reading of
+that step (`SimulatedPolicy.read_prefix` on the step alone): -1 when the values it states are not the right
+track's, 1 when they are. Each step is judged on its own, as VisualProcessBench's annotators judge every step;
+in this world a chain never returns to the right track, so that is the first error and every step after it
+(a step that computes correctly from a wrong value states a wrong value). No step is neutral (0): the values
+decide every step. The phrases do not: a right step in the hasty wording is still 1.
 
 Everything is known by construction, so the pipeline's results can be explained:
 
@@ -27,18 +43,22 @@ Everything is known by construction, so the pipeline's results can be explained:
   the ground truth IS the typical wrong answer. Chains that make the kind's mistake are judged right and
   correct chains wrong, so the MC labels of that error type are inverted on those questions. Exactly
   round(rate * n) questions of a domain are corrupted. Quality = 1 - corruption rate.
-- The meta domain and the test benchmarks are clean and mix the question kinds (and so the error types), as
-  MMMU mixes subjects.
+- The meta domain, the test benchmarks and the step benchmark are clean and mix the question kinds (and so the
+  error types), as MMMU mixes subjects. The step benchmark (`stepbench`, role "step") is the world's
+  VisualProcessBench: its own questions, never trained or selected on; one sampled response per question, each
+  step labelled by the world (above), so every solution is an independent unit for the bootstrap intervals.
 
-A domain is one row of `DOMAINS` (train) or `HELD_OUT` (meta, test) plus, for a train domain, its kind's question
-function (draws the numbers, words the question and the step claims) and one render function (draws the
-image). Image paths in the records are relative to --path (the stage scripts resolve them against it).
+A domain is one row of `DOMAINS` (train) or `HELD_OUT` (meta, test, step) plus, for a train domain, its kind's
+question function (draws the numbers, words the question and the step claims) and one render function (draws
+the image). Image paths in the records are relative to --path (the stage scripts resolve them against it).
 """
 from __future__ import annotations
 
 import io
 import math
 import re
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -49,8 +69,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .backends import stable_seed
 from .cli import StageArgs, parse_args
-from .io import write_json, write_jsonl
+from .io import BadRecord, DataError, Skips, write_json, write_jsonl
 from .simulated import POLICY_FORMAT, values
+from .steps import find_steps
 
 HINT = "Answer with an integer."
 MARKER_NOISE = 0.05  # P(correct step uses the error phrase) = P(erroneous step omits it)
@@ -360,7 +381,7 @@ BY_NAME = {d.name: d for d in DOMAINS}
 class HeldOut:
     """The meta domain or a test benchmark: clean, mixing the questions of the train domains by weight."""
     name: str
-    role: str  # "meta" or "test"
+    role: str  # "meta", "test" (best-of-N) or "step" (step-level labels)
     mix: dict = field(default_factory=lambda: {d.name: 1 for d in DOMAINS})
 
 
@@ -369,6 +390,7 @@ HELD_OUT: tuple[HeldOut, ...] = (
     HeldOut("bench_a", "test"),  # every error type equally
     HeldOut("bench_b", "test", {"counting": 1, "bars": 1, "wordproblem": 1,  # leans on the mistakes the
                                 "arithmetic": 2, "geometry": 2, "clocks": 2}),  # corrupted domains teach wrong
+    HeldOut("stepbench", "step"),  # every error type equally; its responses get step labels (step_set)
 )
 
 
@@ -401,12 +423,12 @@ def _digits(text: str) -> bool:
 
 
 def build(out: str | Path, seed: int = 0, n_train: int = 60, n_meta: int = 40, n_test: int = 40,
-          root: str | Path = ".", marker_noise: float = MARKER_NOISE) -> dict:
+          root: str | Path = ".", marker_noise: float = MARKER_NOISE, n_step: int = 40) -> dict:
     """Write the world into `out` (see the module docstring); returns the content of world.json.
 
     Image paths in the records are relative to `root` (the stage scripts' --path) when `out` is inside it,
     absolute otherwise. Each domain draws from its own seeded generator, so one domain's questions do not
-    depend on the others or on n_meta / n_test; a rerun rewrites identical bytes.
+    depend on the others or on n_meta / n_test / n_step; a rerun rewrites identical bytes.
     """
     out, root = Path(out).resolve(), Path(root).resolve()
     tables = {}  # the policy's phrase tables
@@ -462,7 +484,7 @@ def build(out: str | Path, seed: int = 0, n_train: int = 60, n_meta: int = 40, n
                      "error_type": d.error_type, "step_error_rate": d.step_error_rate,
                      "questions": n_train, "corrupted": n_bad, "mix": counts, "file": f"data/{d.name}.jsonl"})
     for h in HELD_OUT:
-        n = n_meta if h.role == "meta" else n_test
+        n = {"meta": n_meta, "test": n_test, "step": n_step}[h.role]
         rng = np.random.default_rng(stable_seed("world", seed, h.name))
         counts = apportion(h.mix, n)
         write_domain(h.name, draw(rng, counts), set())
@@ -478,6 +500,7 @@ def build(out: str | Path, seed: int = 0, n_train: int = 60, n_meta: int = 40, n
                  "the chain on the 'wrong' claims and ends it at 'wrong' = truth + offset.",
         "seed": seed, "marker_noise": marker_noise, "kinds": tables, "questions": policy_questions})
     world = {"format": WORLD_FORMAT, "seed": seed, "n_train": n_train, "n_meta": n_meta, "n_test": n_test,
+             "n_step": n_step,
              "policy": "policy.json", "marker_noise": marker_noise,
              "about": "CPU mini world: known domain quality by construction; a SIMULATED policy (policy.json)",
              "domains": rows}
@@ -493,15 +516,105 @@ class WorldArgs(StageArgs):
     n_train: int = field(default=60, metadata={"help": "questions per train domain"})
     n_meta: int = field(default=40, metadata={"help": "questions of the meta domain"})
     n_test: int = field(default=40, metadata={"help": "questions per test benchmark"})
+    n_step: int = field(default=40, metadata={"help": "questions of the step benchmark (stepbench)"})
     marker_noise: float = field(default=MARKER_NOISE, metadata={
         "help": "P(a correct step uses the error phrase) = P(an erroneous step omits it)"})
 
 
-def main(argv=None) -> dict:
+# --- the step-level test set (issue 13) -----------------------------------------------------------------
+
+STEP_SET_KEYS = ("id", "input", "ground_truth", "image_path", "dataset", "steps", "labels", "policy_model")
+
+
+def step_labels(sim, qid, response: str) -> tuple[list[str], list[int]]:
+    """The steps of a response (header kept, trailing blank lines dropped) and each one's label: -1 when the
+    SIMULATED policy reads that step alone as off the right track (its values are not the right track's), else 1."""
+    steps = find_steps(response)
+    return [s.text.rstrip() for s in steps], [-1 if sim.read_prefix(qid, s.text)[1] else 1 for s in steps]
+
+
+def step_set(records: list[dict], sim, image_problem=None, where: str = "responses",
+             skips: Skips | None = None) -> tuple[list[dict], Counter]:
+    """Policy records of world questions -> step-set records (STEP_SET_KEYS, the shape dreamprm.stepeval reads),
+    plus skip counts by reason. Skipped and counted: a response without steps, a bad image (`image_problem`,
+    e.g. cfg.image_problem), a malformed record. A question the policy file does not hold is an error (the
+    responses belong to another world), never a skip."""
+    from .mc import SkipCounter, check_fields, image_verdict  # here: building the world needs no torch
+    from .samples import policy_responses
+
+    out, skip = [], SkipCounter(skips, where)
+    for i, r, _ in policy_responses(records, where, skips):
+        try:
+            check_fields(r, judged=False)
+        except BadRecord as e:
+            skip(e.kind, r, i, e.detail, fatal=True)
+            continue
+        steps, labels = step_labels(sim, r["id"], str(r["response"] or ""))
+        if not steps:
+            skip("no steps", r, i)
+        elif (bad := image_verdict(r.get("image_path"), image_problem)) is not None:
+            skip(bad.kind, r, i, bad.detail)
+        else:
+            out.append({"id": f"{r['id']}:{r.get('sample', 0)}", "input": r["input"],
+                        "ground_truth": None if r.get("ground_truth") is None else str(r["ground_truth"]),
+                        "image_path": r.get("image_path"), "dataset": r.get("dataset") or "stepbench",
+                        "steps": steps, "labels": labels, "policy_model": "simulated"})
+    return out, skip.counts
+
+
+@dataclass
+class StepSetArgs(StageArgs):
+    """Label every step of the SIMULATED policy's responses to world questions by the policy's own track reading
+    and write them as a step-level test set (the record shape of data/visualprocessbench.jsonl)."""
+    policy: str = field(default="runs/world/policy.json", metadata={
+        "help": "the SIMULATED policy file of the world the responses come from"})
+    responses: str = field(default="runs/rollouts/stepbench.jsonl", metadata={
+        "help": "policy records (inference/world.py output): comma-separated files or glob patterns"})
+    out: str = field(default="runs/world/steps/stepbench.jsonl", metadata={"help": "step-set records (JSONL)"})
+
+
+def step_set_main(argv=None) -> list[dict]:
+    from .mc import write_summary
+    from .rollout import read_policy_records
+    from .simulated import SimulatedPolicy
+
+    cfg = parse_args(StepSetArgs, argv)
+    out = cfg.output(cfg.out, " (the labels are deterministic)")
+    sim = SimulatedPolicy(cfg.resolve(cfg.policy), verbose=False)
+    skips = cfg.skips(cfg.responses)
+    items, _ = step_set(read_policy_records(cfg, cfg.responses, skips=skips), sim, cfg.image_problem,
+                        cfg.responses, skips)
+    print(f"read {skips.seen} responses; {len(items)} labelled solutions, {skips.total} skipped")
+    print(skips.line())
+    skips.check(cfg.max_skip_fraction)
+    if not items:
+        raise DataError(f"no step-set record: no response has steps ({skips.line()})")
+    write_jsonl(out, items)
+    labels = Counter(x for it in items for x in it["labels"])
+    clean = sum(all(x == 1 for x in it["labels"]) for it in items)
+    summary = {"records": len(items), "fully_correct": clean,
+               "steps": {"correct": labels[1], "incorrect": labels[-1], "neutral": labels[0]},
+               "skipped": skips.as_dict()}
+    write_summary(out, summary)
+    print(f"  {clean} fully correct, {len(items) - clean} with an error; steps: {labels[1]} correct, "
+          f"{labels[-1]} incorrect, {labels[0]} neutral")
+    print(f"wrote {out}")
+    return items
+
+
+def main(argv=None):
+    """`python -m dreamprm.world [options]` writes the world; `python -m dreamprm.world steps [options]` its
+    step-level test set from the policy's responses (StepSetArgs)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["steps"]:
+        if argv is None:  # parse_args reads a real command line (one-line errors) from sys.argv itself
+            sys.argv = [sys.argv[0], *args[1:]]
+            return step_set_main()
+        return step_set_main(args[1:])
     cfg = parse_args(WorldArgs, argv)
     out = cfg.resolve(cfg.out)
     world = build(out, cfg.seed, cfg.n_train, cfg.n_meta, cfg.n_test, root=cfg.resolve("."),
-                  marker_noise=cfg.marker_noise)
+                  marker_noise=cfg.marker_noise, n_step=cfg.n_step)
     print(f"CPU mini world (seed {cfg.seed}) -> {out}; SIMULATED policy file {out / 'policy.json'}")
     print(f"  {'domain':<12} {'role':<5} {'quality':>7} {'corrupted':>9} {'step err':>8}  error type")
     for r in world["domains"]:

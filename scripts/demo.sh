@@ -2,15 +2,17 @@
 # The whole method end to end on the CPU mini world (issue 6), through the same stage scripts a GPU user runs:
 #   world -> rollouts -> tree -> MC labels -> train data -> meta rollouts + meta data
 #   -> bi-level training (DreamPRM) and the vanilla PRM (--baseline, same data and schedule), and the ORM baseline
-#   -> best-of-8 on the test benchmarks bench_a, bench_b -> tables, figures and a results page (RESULTS.md).
+#   -> best-of-8 on the test benchmarks bench_a, bench_b, and step-level evaluation on the step benchmark
+#   -> tables, figures and a results page (RESULTS.md) with paired bootstrap intervals.
 # The policy is SIMULATED (dreamprm/simulated.py, not a model); the PRM is a tiny Qwen2-VL trained from scratch.
 #
-#   bash scripts/demo.sh                          # outputs in runs/demo (about 4-7 minutes on 2 CPU cores)
+#   bash scripts/demo.sh                          # outputs in runs/demo (about 5-8 minutes on 2 CPU cores)
 #   DEMO_OUT=runs/demo-s1 DEMO_SEED=1 bash scripts/demo.sh
 #
 # Idempotent: the output directory starts fresh on every run, except the tiny models (<out>/models), which are
 # reused. Sizes and the training budget can be overridden through DEMO_* variables (the slow test runs a
-# small version); the defaults are the design benchmarks/world_claims.py measures (258-424 s on 2 busy cores, with the ORM).
+# small version); the defaults are the design benchmarks/world_claims.py measures (258-424 s on 2 busy cores, with
+# the ORM, at 60 questions per benchmark; 463 s wall and 850 CPU-seconds with issue 13's test sets, other jobs running).
 #
 # Training design, and why (see RESULTS.md's diagnostics): the PRM starts from random weights, so for its first
 # few hundred steps it can only learn the label level and the step position; a hypergradient taken then
@@ -25,9 +27,21 @@
 # The ORM baseline (Table 1's ORM row): the same tiny Qwen2-VL and head from scratch, trained on whole-response
 # correctness of the same train rollouts (MC/orm_data.py; reweighting/train.py --baseline --input_format paper:
 # one sequence per response, every weight 1), with the budget of each PRM (DEMO_WARMUP + DEMO_ITERATIONS
-# iterations, batch DEMO_TRAIN_BATCH). It runs in the background under `nice` from the warm-up on, so it takes
-# the core the warm-up leaves idle and what the other trainings leave; best-of-N scores each whole candidate once
+# iterations, batch DEMO_TRAIN_BATCH). It runs in the background under `nice` from the meta set on, so it takes
+# the core the MC stage and the warm-up leave idle and what the other trainings leave; best-of-N scores each whole candidate once
 # (BoN/score.py --unit response). DEMO_ORM_ITERATIONS=0 leaves it out (Table 1's ORM row then stays empty).
+#
+# Test sets (issue 13), sized so that the paired bootstrap interval of DreamPRM - vanilla says something: with 60
+# questions per benchmark one question was 1.7 points and the pooled BoN interval +-5 points wide (seed 0); with
+# 200 it is +-2.5 pooled, +-3.5 per benchmark, and the step macro-F1 interval on 400 solutions about +-2.2.
+# Scoring is cheap next to training (measured on this machine, one core: ~60 ms per best-of-8 question, ~23 ms
+# per step-set solution, ~10 s to start each scoring process); the whole demo is CPU-bound on its two cores, so
+# the sizes are what fits the ~8 minutes beside the three trainings. The step benchmark (stepbench, held out like
+# the test benchmarks) gets one SIMULATED response per question, every step labelled by the world
+# (`python -m dreamprm.world steps`), the world's VisualProcessBench: BoN/step_eval.py scores it for DreamPRM,
+# the vanilla PRM and the seeded random scorer. The held-out rollouts need only the world and the policy, so
+# they run in the background from the start, on the core the data stages leave idle; the ORM's inputs are made
+# before the MC labels, so that it starts training earlier.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
@@ -40,7 +54,8 @@ OUT="${DEMO_OUT:-runs/demo}"
 SEED="${DEMO_SEED:-0}"
 N_TRAIN="${DEMO_N_TRAIN:-200}"       # questions per train domain (6 domains)
 N_META="${DEMO_N_META:-60}"          # meta questions (4 responses each)
-N_TEST="${DEMO_N_TEST:-60}"          # questions per test benchmark (8 candidates each)
+N_TEST="${DEMO_N_TEST:-200}"         # questions per test benchmark (8 candidates each)
+N_STEP="${DEMO_N_STEP:-400}"         # questions of the step benchmark (one labelled response each)
 ITERS="${DEMO_ITERATIONS:-700}"      # iterations of each training after the warm-up (bi-level and vanilla)
 TRAIN_BS="${DEMO_TRAIN_BATCH:-8}"
 META_BS="${DEMO_META_BATCH:-4}"
@@ -63,6 +78,9 @@ TRAIN=(--gpu cpu --precision fp32 --input_format "$FORMAT" --iterations "$ITERS"
        --save_every "$ITERS" --keep_checkpoints 1)
 t0=$SECONDS
 stamp() { echo "   [$(( SECONDS - t0 )) s]"; }
+# A failed demo leaves nothing running behind it: the background jobs (and the held-out subshell's current child).
+orm="" heldout="" prms=""
+trap 'for p in $orm $heldout $prms; do pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done; true' EXIT
 
 echo "== 1 tiny models (random weights, built offline; reused if present and built by the same code)"
 # The tiny tokenizer learns the world's wording (dreamprm/tiny.py): rebuild when either file changed.
@@ -73,33 +91,46 @@ FORCE=()
 echo "$stamp_models" > "$OUT/models/.stamp"
 
 echo "== 2 the CPU mini world (seed $SEED) and its SIMULATED policy"
-"$PY" -m dreamprm.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test "$N_TEST"
+"$PY" -m dreamprm.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test "$N_TEST" \
+  --n_step "$N_STEP"
 stamp
+
+echo "== 2t held-out rollouts in the background ($OUT/heldout.log), on the core the next stages leave idle: 8"
+echo "     candidates per test question, one response per step-benchmark question and its step labels ($W/steps/)"
+(
+  for b in bench_a bench_b; do
+    "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset "$b" --questions "$W/data/$b.jsonl" \
+      --out "$R/$b.jsonl" --n 8
+  done
+  "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset stepbench --questions "$W/data/stepbench.jsonl" \
+    --out "$R/stepbench.jsonl" --n 1
+  "$PY" -m dreamprm.world steps "${BASE[@]}" --policy "$W/policy.json" --responses "$R/stepbench.jsonl" \
+    --out "$W/steps/stepbench.jsonl"
+) > "$OUT/heldout.log" 2>&1 &
+heldout=$!
 
 echo "== 3 rollouts: one response per train question"
 "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset train --questions "$W/data/train.jsonl" \
   --out "$R/train.jsonl" --n 1
-echo "== 4 tree, MC labels (SIMULATED completions), train data"
-"$PY" MC/tree.py "${BASE[@]}" --responses "$R/train.jsonl" --out "$MCD/tree.jsonl"
-"$PY" MC/estimate.py "${BASE[@]}" "${SIM[@]}" --tree "$MCD/tree.jsonl" --out "$MCD/estimate.jsonl"
-"$PY" MC/train_data.py "${BASE[@]}" --nodes "$MCD/estimate.jsonl" --out "$MCD/train.jsonl"
+# The ORM's inputs first (its train data and the meta set), so that it trains while the MC labels are estimated.
 echo "== 4o ORM train data: one record per train response, labelled by its correctness"
 "$PY" MC/orm_data.py "${BASE[@]}" --responses "$R/train.jsonl" --out "$MCD/orm_train.jsonl"
 echo "== 5 meta rollouts (4 per meta question) and the meta set"
 "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset meta --questions "$W/data/meta.jsonl" \
   --out "$R/meta.jsonl" --n 4
 "$PY" inference/meta_data.py "${BASE[@]}" --responses "$R/meta.jsonl" --out "$OUT/meta/meta.jsonl"
-stamp
-
-orm=""
 if (( ORM_ITERS > 0 )); then
   echo "== 6o the ORM baseline, in the background under nice ($ORM_ITERS iterations from the random tiny PRM): $OUT/orm.log"
   nice -n 10 "$PY" reweighting/train.py "${BASE[@]}" "${TRAIN[@]}" --input_format paper --iterations "$ORM_ITERS" \
     --save_every "$ORM_ITERS" --train "$MCD/orm_train.jsonl" --meta "$OUT/meta/meta.jsonl" --prm "$OUT/models/prm" \
     --out "$OUT/orm" --figs "$OUT/orm/figs" --baseline > "$OUT/orm.log" 2>&1 &
   orm=$!
-  trap '[[ -n "$orm" ]] && kill "$orm" 2>/dev/null || true' EXIT  # a failed demo leaves no ORM training behind
 fi
+echo "== 4 tree, MC labels (SIMULATED completions), train data"
+"$PY" MC/tree.py "${BASE[@]}" --responses "$R/train.jsonl" --out "$MCD/tree.jsonl"
+"$PY" MC/estimate.py "${BASE[@]}" "${SIM[@]}" --tree "$MCD/tree.jsonl" --out "$MCD/estimate.jsonl"
+"$PY" MC/train_data.py "${BASE[@]}" --nodes "$MCD/estimate.jsonl" --out "$MCD/train.jsonl"
+stamp
 
 PRM0="$OUT/models/prm"
 if (( WARMUP > 0 )); then
@@ -125,25 +156,39 @@ tail -n 2 "$OUT/reweighting.log" "$OUT/vanilla.log" | grep -v "it/s"
 if (( status )); then echo "training failed: see $OUT/reweighting.log and $OUT/vanilla.log" >&2; exit "$status"; fi
 stamp
 
-echo "== 8 best-of-8 on the test benchmarks: candidates, PRM scores, selection"
-for b in bench_a bench_b; do
-  "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset "$b" --questions "$W/data/$b.jsonl" \
-    --out "$R/$b.jsonl" --n 8
-done
+echo "== 8 best-of-8 on the test benchmarks and step-level scores on the step benchmark: DreamPRM, then the vanilla"
+echo "     PRM, in the background ($OUT/eval.log); the ORM's training ends and its candidates are scored meanwhile"
+if ! wait "$heldout"; then echo "held-out rollouts failed: see $OUT/heldout.log" >&2; exit 1; fi
+heldout=""
+grep -E "^wrote|fully correct" "$OUT/heldout.log" || true
 BON=(--benchmarks bench_a,bench_b --candidates "$R/{benchmark}.jsonl" --questions "$W/data/{benchmark}.jsonl")
-"$PY" BoN/score.py "${BASE[@]}" "${BON[@]}" --gpu cpu --precision fp32 --input_format "$FORMAT" --prm "$OUT/reweighting/prm" --name dreamprm \
-  --out "$OUT/bon/dreamprm"
-"$PY" BoN/score.py "${BASE[@]}" "${BON[@]}" --gpu cpu --precision fp32 --input_format "$FORMAT" --prm "$OUT/vanilla/prm" --name vanilla \
-  --out "$OUT/bon/vanilla"
-RUNS=(dreamprm vanilla)
+STEPS=(--data "$W/steps/stepbench.jsonl" --gpu cpu --precision fp32)
+evaluate() {  # <name> <prm>: best-of-8 scores and selection, then the step set's scores and metrics
+  "$PY" BoN/score.py "${BASE[@]}" "${BON[@]}" --gpu cpu --precision fp32 --input_format "$FORMAT" --prm "$2" \
+    --name "$1" --out "$OUT/bon/$1" &&  # && : set -e does not apply inside a function called in an && list
+  "$PY" BoN/step_eval.py "${BASE[@]}" "${STEPS[@]}" --prm "$2" --name "$1" --out "$OUT/stepeval/$1"
+}
+# One after the other on one core: the ORM (under nice) keeps the other core. Scoring both PRMs in parallel
+# starved it, and its training, scoring and selection are the longest chain left (measured: ~25 s slower).
+(evaluate dreamprm "$OUT/reweighting/prm" && evaluate vanilla "$OUT/vanilla/prm") > "$OUT/eval.log" 2>&1 &
+prms=$!
 if [[ -n "$orm" ]]; then
   if ! wait "$orm"; then echo "ORM training failed: see $OUT/orm.log" >&2; exit 1; fi
   orm=""
   tail -n 2 "$OUT/orm.log" | grep -v "it/s" || true
   "$PY" BoN/score.py "${BASE[@]}" "${BON[@]}" --gpu cpu --precision fp32 --input_format paper --unit response \
-    --prm "$OUT/orm/prm" --name orm --out "$OUT/bon/orm"
-  RUNS+=(orm)
+    --prm "$OUT/orm/prm" --name orm --out "$OUT/bon/orm" > "$OUT/eval_orm.log" 2>&1 \
+    || { echo "ORM scoring failed: see $OUT/eval_orm.log" >&2; exit 1; }
+  grep -E "^bench_[ab] \(N" "$OUT/eval_orm.log" | sed "s/^/  orm: /" || true
 fi
+"$PY" BoN/step_eval.py "${BASE[@]}" "${STEPS[@]}" --prm random --name random --out "$OUT/stepeval/random" \
+  > "$OUT/eval_random.log" 2>&1 || { echo "random step scoring failed: see $OUT/eval_random.log" >&2; exit 1; }
+if ! wait "$prms"; then echo "PRM scoring failed: see $OUT/eval.log" >&2; exit 1; fi
+prms=""
+grep -E "^(bench_[ab] \(N|stepbench +[0-9]|held-out threshold)" "$OUT/eval.log" || true
+grep -E "^stepbench +[0-9]" "$OUT/eval_random.log" | sed "s/^/  random: /" || true
+RUNS=(dreamprm vanilla)
+[[ -d "$OUT/bon/orm" ]] && RUNS+=(orm)
 for name in "${RUNS[@]}"; do  # selection again from the saved scores (score.py already did it once)
   "$PY" BoN/pick.py "${BASE[@]}" "${BON[@]}" --name "$name" --out "$OUT/bon/$name" --resume  # --resume: rewrite its picks
 done

@@ -15,10 +15,10 @@ from dreamprm.mc import MCSettings, build_tree, estimate, node_key
 from dreamprm.rollout import RolloutArgs, run
 from dreamprm.simulated import ERROR_PRONE, SimulatedPolicy, values
 from dreamprm.steps import find_steps, final_answer_text, step_prefixes
-from dreamprm.world import DOMAINS, HELD_OUT, MARKER_NOISE, build, main
+from dreamprm.world import DOMAINS, HELD_OUT, MARKER_NOISE, STEP_SET_KEYS, build, main, step_set
 from conftest import load_script
 
-SIZES = dict(seed=3, n_train=20, n_meta=12, n_test=12)
+SIZES = dict(seed=3, n_train=20, n_meta=12, n_test=12, n_step=10)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,7 @@ def test_records_validate_and_images_open(world):
     ids = []
     for row in info["domains"]:
         records = read_records(out / row["file"], required=RECORD_KEYS)
-        assert len(records) == row["questions"] == (SIZES["n_train"] if row["role"] == "train" else
-                                                      SIZES["n_meta"] if row["role"] == "meta" else SIZES["n_test"])
+        assert len(records) == row["questions"] == SIZES[f"n_{row['role']}"]
         for r in records:
             assert r["dataset"] == row["name"] and r["hint"] and r["options"] is None
             assert int(r["ground_truth"]) >= 0 and not Path(r["image_path"]).is_absolute()
@@ -75,10 +74,11 @@ def test_corruption_rates_realised_exactly(world, tmp_path, n):
     root, out, info, policy = world
     if n != SIZES["n_train"]:
         out = tmp_path / "w"
-        info = build(out, seed=1, n_train=n, n_meta=6, n_test=6, root=tmp_path)
+        info = build(out, seed=1, n_train=n, n_meta=6, n_test=6, n_step=6, root=tmp_path)
         policy = json.loads((out / "policy.json").read_text())
     expected = {"counting": 0, "bars": 0, "wordproblem": 0, "arithmetic": round(0.30 * n),
-                "geometry": round(0.40 * n), "clocks": round(0.65 * n), "meta": 0, "bench_a": 0, "bench_b": 0}
+                "geometry": round(0.40 * n), "clocks": round(0.65 * n), "meta": 0, "bench_a": 0, "bench_b": 0,
+                "stepbench": 0}
     for row in info["domains"]:
         bad = [r for r in read_records(out / row["file"])
                if r["ground_truth"] != str(policy["questions"][r["id"]]["truth"])]
@@ -290,3 +290,112 @@ def test_rollouts_and_mc_labels_on_the_world(world, sim, tmp_path):
         groups[n["dataset"], q["corrupted"], erred] += 1
     assert groups["counting", False, True] and groups["clocks", True, True] and groups["clocks", False, True]
     assert not any(c for (d, corrupted, _), c in groups.items() if d == "counting" and corrupted)
+
+
+# --- the step-level test set (issue 13) ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def step_run(world, sim, tmp_path_factory):
+    """The SIMULATED policy's responses to the step benchmark (3 per question) and the step set made of them."""
+    root, out, _, _ = world
+    tmp = tmp_path_factory.mktemp("steps")
+    script = load_script("inference/world.py")
+    cfg = RolloutArgs(path=str(root), dataset="stepbench", questions=str(out / "data" / "stepbench.jsonl"),
+                      out=str(tmp / "stepbench.responses.jsonl"), n=3, judge="none", seed=5)
+    run(cfg, script.make_prompt, script.make_input, backend=sim, judge=Judge("none"))
+    steps = tmp / "stepbench.jsonl"
+    items = main(["steps", "--path", str(root), "--policy", "world/policy.json", "--responses", cfg.out,
+                  "--out", str(steps)])
+    return read_records(cfg.out), steps, items
+
+
+def test_step_set_schema(world, step_run):
+    _, _, _, policy = world
+    responses, path, items = step_run
+    records = read_records(path)
+    assert records == items and len(records) == len(responses) == 3 * SIZES["n_step"]
+    for r in records:
+        assert tuple(r) == STEP_SET_KEYS  # the contract's shape, the one data/visualprocessbench.jsonl has
+        assert isinstance(r["id"], str) and isinstance(r["input"], str) and r["input"]
+        assert r["dataset"] == "stepbench" and r["policy_model"] == "simulated"
+        assert isinstance(r["ground_truth"], str) and Path(r["image_path"]).is_file() is False  # relative to --path
+        assert (world[0] / r["image_path"]).is_file()
+        assert all(isinstance(s, str) for s in r["steps"]) and len(r["steps"]) == len(r["labels"]) == 5
+        assert set(r["labels"]) <= {1, -1}  # the world's values decide every step: nothing is neutral
+        # the steps keep their "Step k:" headers, so joined they are the steps dreamprm.steps finds
+        assert [s.text.rstrip() for s in find_steps("\n\n".join(r["steps"]))] == r["steps"]
+        qid = r["id"].rsplit(":", 1)[0]
+        assert policy["questions"][qid]["dataset"] == "stepbench"  # held out: no train or meta question
+        assert r["ground_truth"] == str(policy["questions"][qid]["truth"])  # clean
+    assert len({r["id"] for r in records}) == len(records)
+    summary = json.loads((path.parent / (path.name + ".done")).read_text())
+    assert summary["records"] == len(records)
+    assert summary["steps"]["correct"] + summary["steps"]["incorrect"] == 5 * len(records)
+    assert 0 < summary["fully_correct"] < len(records)  # both kinds of solution
+
+
+def test_step_labels_are_the_policy_track(world, sim, step_run):
+    _, _, _, policy = world
+    responses, _, items = step_run
+    by_id = {f"{r['id']}:{r['sample']}": r["response"] for r in responses}
+    first_errors = Counter()
+    for it in items:
+        qid, response = it["id"].rsplit(":", 1)[0], by_id[it["id"]]
+        q = policy["questions"][qid]
+        wrong = track(q, response)  # steps 2-4: the wrong track's values (the test's own reading)
+        assert it["labels"][0] == 1 and it["labels"][1:4] == [-1 if w else 1 for w in wrong]
+        assert (it["labels"][4] == -1) == (final_answer_text(response) == str(q["wrong"]))
+        for k, (step, lab) in enumerate(zip(it["steps"], it["labels"])):
+            assert (lab == -1) == sim.read_prefix(qid, step)[1]  # -1: the policy reads the step as wrong
+            # no recovery in this world: the first error and every step after it are -1
+            assert (lab == -1) == sim.read_prefix(qid, step_prefixes(response)[k])[1]
+        first_errors[it["labels"].index(-1) + 1 if -1 in it["labels"] else None] += 1
+    assert set(first_errors) <= {None, 2, 3, 4} and first_errors[None] and len(first_errors) >= 3
+
+
+def test_step_set_bad_input(world, sim, step_run, tmp_path):
+    root = world[0]
+    responses = step_run[0][:4]
+    bad = [dict(responses[0], response="no steps here\nFinal answer: 3"), *responses[1:]]
+    items, skipped = step_set(bad, sim)
+    assert len(items) == 3 and skipped == Counter({"no steps": 1})
+    with pytest.raises(DataError, match="knows no question"):
+        step_set([dict(responses[0], id="nope-0001")], sim)
+    src = tmp_path / "r.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in responses))
+    args = ["steps", "--path", str(root), "--policy", "world/policy.json", "--responses", str(src),
+            "--out", str(tmp_path / "s.jsonl")]
+    main(args)
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(args)
+    assert len(main(args + ["--resume"])) == 4
+
+
+def test_step_set_reads_like_visualprocessbench(world, step_run):
+    stepeval = pytest.importorskip("dreamprm.stepeval")
+    root = world[0]
+    _, path, items = step_run
+    got = stepeval.read_step_set(path, root, None, None)
+    assert [(x.id, x.dataset, x.steps, x.labels) for x in got] == [
+        (r["id"], r["dataset"], r["steps"], r["labels"]) for r in items]
+    assert all(x.image == root / r["image_path"] for x, r in zip(got, items))
+
+
+def test_report_macro_f1_is_step_f1():
+    """The results page resamples per-solution confusion counts (fast); their macro-F1 is stepeval's definition."""
+    stepeval = pytest.importorskip("dreamprm.stepeval")
+    from dreamprm.world_report import confusion, macro_f1, random_macro_f1
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(1, 30))
+        labels = [list(rng.choice([1, 1, 0, -1], size=int(rng.integers(1, 7)))) for _ in range(n)]
+        scores = [list(np.round(rng.random(len(y)), 1)) for y in labels]  # ties at the threshold included
+        for t in (0.3, 0.5):
+            want = stepeval.step_f1(scores, labels, t)["macro_f1"]
+            got = macro_f1(confusion(scores, labels, t).sum(0))
+            assert (want is None and np.isnan(got)) or got == pytest.approx(want)
+    assert random_macro_f1(500, 500) == pytest.approx(50)
+    labels = [[1] * 65 + [-1] * 35] * 200  # a uniform scorer's mean macro-F1 is the formula's, to first order
+    sims = [stepeval.step_f1([list(r) for r in rng.random((200, 100))], labels)["macro_f1"] for _ in range(5)]
+    assert np.mean(sims) == pytest.approx(random_macro_f1(65, 35), abs=0.3)

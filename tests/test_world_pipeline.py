@@ -1,7 +1,8 @@
 """The whole pipeline on a SMALL CPU mini world through scripts/demo.sh (the README's first command).
 
 Few questions and few iterations: checks that every stage ran and wrote valid output and that the results page
-holds its tables. The claims themselves need the full run (benchmarks/world_claims.py).
+holds its tables, the step-level section and the intervals. The claims themselves need the full run
+(benchmarks/world_claims.py).
 """
 import json
 import os
@@ -15,8 +16,16 @@ from dreamprm.io import read_records
 from dreamprm.mc import NODE_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"DEMO_N_TRAIN": "5", "DEMO_N_META": "8", "DEMO_N_TEST": "4", "DEMO_ITERATIONS": "6",
+SMALL = {"DEMO_N_TRAIN": "5", "DEMO_N_META": "8", "DEMO_N_TEST": "4", "DEMO_N_STEP": "40", "DEMO_ITERATIONS": "6",
          "DEMO_WARMUP": "4", "DEMO_TRAIN_BATCH": "2", "DEMO_META_BATCH": "2", "DEMO_SEED": "1"}
+N_STEP = 40
+STEP_KEYS = ("id", "input", "ground_truth", "image_path", "dataset", "steps", "labels", "policy_model")
+# The seeded uniform scorer's macro-F1 on N_STEP solutions (5 steps each, ~65% of them correct): expected ~48.4
+# (p / (p + 1/2) and (1 - p) / (3/2 - p) averaged, below 50 for unbalanced labels), standard deviation ~3.6
+# (simulated: 20000 draws of uniform scores on labels like the world's). 12 points around 50 is >3 standard
+# deviations from 48.4 on either side: a uniform scorer passes (its draw is seeded, so the test is deterministic),
+# a scorer that reads the labels or the step position does not.
+RANDOM_TOL = 12.0
 TRAIN_DOMAINS = {"counting", "bars", "wordproblem", "arithmetic", "geometry", "clocks"}
 
 pytestmark = pytest.mark.slow
@@ -121,3 +130,67 @@ def test_bon_tables_and_results_page(run):
     pick = json.loads((out / "bon" / "dreamprm" / "results.json").read_text())
     assert res["bon"]["bench_a"]["DreamPRM"] == pick["benchmarks"]["bench_a"]["accuracy"]["prm:mean_log_odds"]["8"]
     assert res["bon"]["bench_b"]["ORM"] == b and res["orm"] == {"iterations": 10, "train_samples": 30}
+
+
+def test_step_set_and_step_eval(run):
+    out, _ = run
+    steps = read_records(out / "world" / "steps" / "stepbench.jsonl", required=STEP_KEYS)
+    assert len(steps) == N_STEP and all(r["dataset"] == "stepbench" and len(r["steps"]) == len(r["labels"]) == 5
+                                        for r in steps)
+    assert all(set(r["labels"]) <= {1, -1} for r in steps)
+    ids = {r["id"] for r in steps}
+    train = {r["id"] for r in read_records(out / "world" / "data" / "train.jsonl")}
+    meta = {r["id"] for r in read_records(out / "world" / "data" / "meta.jsonl")}
+    assert not {i.rsplit(":", 1)[0] for i in ids} & (train | meta)  # held out
+    for name in ("dreamprm", "vanilla", "random"):
+        scores = read_records(out / "stepeval" / name / "stepbench.scores.jsonl", required=("id", "scores", "prm"))
+        assert {r["id"] for r in scores} == ids and all(0 <= x <= 1 for r in scores for x in r["scores"])
+        metrics = json.loads((out / "stepeval" / name / "stepbench.metrics.json").read_text())
+        assert metrics["n_solutions"] == N_STEP
+
+
+def test_results_page_step_level_and_intervals(run):
+    out, _ = run
+    res = json.loads((out / "results.json").read_text())
+    sl = res["step_level"]["stepbench"]
+    assert sl["n_solutions"] == N_STEP and sl["threshold"] == 0.5 and sl["left_out"] == 0
+    assert sl["n_steps"]["correct"] + sl["n_steps"]["incorrect"] == 5 * N_STEP and sl["n_steps"]["neutral"] == 0
+    assert set(sl["prms"]) == {"DreamPRM", "Vanilla PRM", "Random"}
+    for label, m in sl["prms"].items():
+        metrics = json.loads((out / "stepeval" / {"DreamPRM": "dreamprm", "Vanilla PRM": "vanilla",
+                                                  "Random": "random"}[label] / "stepbench.metrics.json").read_text())
+        assert m["macro_f1"] == metrics["overall"]["macro_f1"]  # the page's numbers are step_eval's
+        for k in ("macro_f1", "f1_correct", "f1_incorrect"):
+            assert 0 <= m[k] <= 100, (label, k)
+        assert 0 <= m["heldout"]["macro_f1"] <= 100 and len(m["heldout"]["thresholds"]) == 2
+        assert 0 <= m["auroc"] <= 1
+        assert set(m["first_error"]) == {"acc_erroneous", "acc_correct", "f1"}
+        assert all(v is None or 0 <= v <= 100 for v in m["first_error"].values())
+    assert abs(sl["prms"]["Random"]["macro_f1"] - 50) < RANDOM_TOL
+
+    iv = res["intervals"]
+    bon = iv["DreamPRM - Vanilla PRM"]
+    assert set(bon) == {"bench_a", "bench_b", "pooled"}
+    assert [bon[b]["n"] for b in ("bench_a", "bench_b", "pooled")] == [4, 4, 8]
+    for b in ("bench_a", "bench_b"):  # the difference is the one of the BoN table
+        assert abs(bon[b]["diff"] - (res["bon"][b]["DreamPRM"] - res["bon"][b]["Vanilla PRM"])) < 1e-9
+    step = iv["step_macro_f1"]["DreamPRM - Vanilla PRM"]
+    assert set(step) == {"stepbench", "pooled"} and step["stepbench"]["n"] == N_STEP
+    f1 = {k: m["macro_f1"] for k, m in sl["prms"].items()}  # the confusion counts give step_eval's macro-F1
+    assert abs(step["stepbench"]["diff"] - (f1["DreamPRM"] - f1["Vanilla PRM"])) < 1e-9
+    cis = [ci for k, v in iv.items() if k not in ("step_macro_f1", "about") for ci in v.values()]  # BoN pairs
+    cis += [ci for v in iv["step_macro_f1"].values() for ci in v.values()]
+    assert len(cis) >= 8
+    for ci in cis:
+        assert ci["lo"] <= ci["diff"] <= ci["hi"] and ci["holds"] == (ci["lo"] > 0)
+        assert ci["n_boot"] == iv["about"]["n_boot"] and ci["level"] == 0.95
+    claims = res["claims"]["dreamprm_beats_vanilla_interval"]
+    assert claims["bon"] == {b: ci["holds"] for b, ci in bon.items()}
+    assert claims["step_macro_f1"] == {g: ci["holds"] for g, ci in step.items()}
+
+    page = (out / "RESULTS.md").read_text()
+    for heading in ("## Step-level evaluation on `stepbench`", "## The differences with 95% intervals"):
+        assert heading in page
+    assert "![step scores](figs/step_scores.png)" in page and (out / "figs" / "step_scores.png").is_file()
+    assert "| Random |" in page and "| DreamPRM - Vanilla PRM |" in page
+    assert "3. DreamPRM beats the vanilla PRM in BoN accuracy" in page
