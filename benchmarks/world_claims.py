@@ -2,7 +2,7 @@
 
     python benchmarks/world_claims.py [--seeds 0,1,2] [--out runs/world_claims] [--reuse]
 
-Each seed is a full demo run (4-7 minutes on 2 CPU cores) into <out>/seed-<s> (DEMO_OUT, DEMO_SEED; any
+Each seed is a full demo run (5-8 minutes on 2 idle CPU cores, up to 15 on busy ones) into <out>/seed-<s> (DEMO_OUT, DEMO_SEED; any
 other DEMO_* variable in the environment passes through). --reuse skips seeds whose results.json exists.
 Reported, mean and spread (sample standard deviation; min..max) over the seeds:
 
@@ -299,8 +299,8 @@ def main(argv=None) -> dict:
           "with the same indices for both systems, from each seed's `bon/<name>/<benchmark>.selected.jsonl` "
           "(random pick: its expectation per question, from the candidates). \"both benchmarks\" pools the "
           "questions of both; \"all seeds\" pools every question of every seed. The interval covers the "
-          "sampling of questions, not the training seed (that spread is the table above); on a few dozen "
-          "questions per benchmark it is wide, and (a percentile interval on few units) rough."]
+          "sampling of questions, not the training seed (that spread is the table above and the seed-to-seed "
+          "differences below); a percentile interval, rough when there are few questions."]
     L += interval_lines(iv, benches, seeds)
     c3 = "not available (no selected files)" if c3_pool is None else "**holds**" if c3_pool else "**does not hold**"
     L += ["", "Claim 3 (DreamPRM beats the vanilla PRM: the interval of the difference excludes 0): "
