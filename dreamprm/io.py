@@ -10,6 +10,7 @@ it; each output has one writer at a time (`lock_output`).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -318,6 +319,22 @@ def lock_path(path: str | Path, directory: bool = False) -> Path:
     return path / ".lock" if directory else path.with_name(f".{path.name}.lock")
 
 
+def _holder(lock_file: Path, wait: float = 2.0) -> str:
+    """The holder's pid from its lock file. The holder writes it just after taking the lock, so a process
+    refused in that instant finds the file empty: look again for a moment before saying "unknown"."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            pid = lock_file.read_text().strip()
+        except OSError:
+            pid = ""
+        if pid or time.monotonic() > deadline:
+            return pid or "unknown"
+        time.sleep(0.02)
+
+
 def lock_output(path: str | Path, directory: bool = False) -> None:
     """Make this process the one writer of `path` (a file, or a directory with everything in it) until it
     exits. A second process is refused at once with the holder's pid. An OS lock (filelock, flock on
@@ -332,20 +349,30 @@ def lock_output(path: str | Path, directory: bool = False) -> None:
     try:
         lock.acquire()
     except Timeout:
-        try:
-            holder = lock_file.read_text().strip() or "unknown"
-        except OSError:
-            holder = "unknown"
-        raise OutputLocked(f"{path} is being written by another process (pid {holder}, lock {lock_file}); "
+        raise OutputLocked(f"{path} is being written by another process (pid {_holder(lock_file)}, lock {lock_file}); "
                            "wait for it to finish or stop it, then run again with --resume") from None
     lock_file.write_text(f"{os.getpid()}\n")  # for the message above; the lock itself is the flock
     _held[lock_file] = lock
 
 
 def release_output(path: str | Path, directory: bool = False) -> None:
-    lock = _held.pop(lock_path(path, directory), None)
+    _release(lock_path(path, directory))
+
+
+def _release(lock_file: Path) -> None:
+    lock = _held.pop(lock_file, None)
     if lock is not None:
+        lock_file.write_text("")  # while still held: the next holder's refused rival never reads our pid
         lock.release()
+
+
+@atexit.register
+def _release_all() -> None:
+    for lock_file in list(_held):
+        try:
+            _release(lock_file)
+        except OSError:
+            pass
 
 
 class AppendWriter:

@@ -102,7 +102,7 @@ def test_load_image_resizes_and_names_bad_files(tmp_path, images):
 
 # --- outside-world inputs: skips, numbers, images, locks, modes ----------------------------------------
 
-from dreamprm.io import (BadRecord, ImageCheck, OutputLocked, Skips, lock_output, number,  # noqa: E402
+from dreamprm.io import (BadRecord, ImageCheck, OutputLocked, Skips, lock_output, lock_path, number,  # noqa: E402
                          release_output, where)
 
 
@@ -202,6 +202,27 @@ def test_a_second_process_cannot_take_an_output_and_a_killed_holder_frees_it(tmp
     lock_output(out)  # the kill released it: nothing blocks the retry
     lock_output(out)  # re-entrant in one process
     release_output(out)
+
+
+def test_a_rival_refused_before_the_holder_wrote_its_pid_still_names_it(tmp_path):
+    """The holder takes the flock, then writes its pid: a rival refused in between (two copies started at
+    once) waits for the pid instead of naming "unknown", or a finished earlier holder's stale pid."""
+    out = tmp_path / "out.jsonl"
+    lock_output(out)
+    release_output(out)  # an earlier holder finished: its pid must not linger
+    assert lock_path(out).read_text() == ""
+    hold = ("import os, sys, time\nfrom filelock import FileLock\nfrom dreamprm.io import lock_path\n"
+            "f = lock_path(sys.argv[1]); lock = FileLock(str(f), timeout=0); lock.acquire()\n"
+            "print('held', flush=True); time.sleep(0.5); f.write_text(f'{os.getpid()}\\n'); time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputLocked, match=rf"\(pid {holder.pid},"):
+            lock_output(out)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_atomic_files_get_the_umask_mode_and_nan_is_never_written(tmp_path):
