@@ -1,0 +1,162 @@
+"""The generative PRM kind (DreamPRM-1.5, VisualPRM): the backbone's own `+` / `-` tokens are the verdict.
+
+The input is one multi-turn conversation per response: a system turn asking for `+` or `-`, a first user turn
+with the image, the question and step 1, one further user turn per step, and after each user turn an
+assistant turn holding the single label token. A step's score is read at the token just before its label
+(the last token of the assistant header, whose logits predict the label):
+
+    score = P(+) / (P(+) + P(-))      (softmax over the two label logits)
+
+Causal attention lets one forward pass over the whole conversation score every step: step k's read position
+sees nothing after step k. `one_pass_equals_per_prefix` in tests checks this against one pass per prefix.
+
+Pieces between label tokens are tokenized on their own and the label is inserted as its token id, so a
+step's tokens and read position never depend on the label or on what follows (a BPE merge across the
+boundary would otherwise move them). Both backbone families the repo knows work unchanged (transformers-native
+Qwen2-VL and InternVL, loaded by `models.load_vlm`): the processor expands the image placeholder of the first
+piece, and right padding keeps every real token at the position it has unbatched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .export import SYSTEM_PROMPT
+from .io import load_image
+from .prm import PRM_MAX_SIDE
+
+LABELS = ("+", "-")
+_SLOT = "\x00label\x00"  # stands for an assistant turn's content while the template is rendered
+
+
+def conversation(question: str, steps: list[str], has_image: bool, labels: list[str] | None = None,
+                 system: str = SYSTEM_PROMPT) -> list[dict]:
+    """Chat messages of one response: system, then (user step, assistant label) per step.
+
+    `labels` None: every assistant turn is a slot for the label to be predicted."""
+    if not steps:
+        raise ValueError(f"response without steps: {question[:60]!r}")
+    labels = labels or [_SLOT] * len(steps)
+    first = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": f"{question}\n\n{steps[0]}"}]
+    msgs = [{"role": "system", "content": [{"type": "text", "text": system}]}]
+    for k, (step, label) in enumerate(zip(steps, labels)):
+        user = first if k == 0 else [{"type": "text", "text": step}]
+        msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": [{"type": "text", "text": label}]}]
+    return msgs
+
+
+@dataclass
+class Encoded:
+    """One response's token ids, where each step's score is read, and its image inputs."""
+    ids: list[int]
+    reads: list[int]  # per step: the index whose logits predict its label token
+    image_inputs: dict  # pixel_values (+ image_grid_thw for Qwen2-VL), empty without an image
+
+
+class GenerativeEncoder:
+    def __init__(self, processor, max_side: int = PRM_MAX_SIDE):
+        self.processor, self.tok, self.max_side = processor, processor.tokenizer, max_side
+        self.label_ids = [self.tok.convert_tokens_to_ids(t) for t in LABELS]
+        if any(i is None or i == self.tok.unk_token_id for i in self.label_ids):
+            raise ValueError(f"the tokenizer has no single token for {LABELS}")
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+
+    def pieces(self, question: str, steps: list[str], has_image: bool) -> list[str]:
+        """The rendered conversation cut at each label: piece k ends with step k's assistant header."""
+        text = self.processor.apply_chat_template(conversation(question, steps, has_image), tokenize=False)
+        parts = text.split(_SLOT)
+        if len(parts) != len(steps) + 1:
+            raise ValueError("the chat template did not render one assistant turn per step")
+        return parts[:-1]  # what follows the last label is never read
+
+    def encode(self, image, question: str, steps: list[str], labels: list[bool] | None = None) -> Encoded:
+        """`labels`: the true verdicts, in the context of later steps as in training (teacher forcing).
+        None when scoring: every earlier turn then holds `+`, as the 1.5 scorer writes its conversations."""
+        labels = [True] * len(steps) if labels is None else labels
+        if len(labels) != len(steps):
+            raise ValueError(f"{len(steps)} steps but {len(labels)} labels")
+        pieces = self.pieces(question, steps, image is not None)
+        if image is not None:
+            im = load_image(image, self.max_side) if not hasattr(image, "size") else image
+            out = self.processor(text=[pieces[0]], images=[im], return_tensors="pt")
+            first = out["input_ids"][0].tolist()
+            image_inputs = {k: v for k, v in out.items() if k in ("pixel_values", "image_grid_thw")}
+        else:
+            first, image_inputs = self.tok(pieces[0], add_special_tokens=False)["input_ids"], {}
+        rest = self.tok(pieces[1:], add_special_tokens=False)["input_ids"] if len(pieces) > 1 else []
+        ids, reads = list(first), [len(first) - 1]
+        for ok, piece in zip(labels, rest):
+            ids += [self.label_ids[0 if ok else 1]] + piece
+            reads.append(len(ids) - 1)
+        return Encoded(ids, reads, image_inputs)
+
+
+def _batch(encoded: list[Encoded], pad_id: int, image_token_id: int | None):
+    """Right-padded inputs: every real token keeps its unbatched position, padding only follows it."""
+    width = max(len(e.ids) for e in encoded)
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, e in enumerate(encoded):
+        ids[r, :len(e.ids)] = torch.tensor(e.ids)
+        mask[r, :len(e.ids)] = 1
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    with_image = [e.image_inputs for e in encoded if e.image_inputs]
+    for key in ("pixel_values", "image_grid_thw"):
+        if with_image and key in with_image[0]:
+            inputs[key] = torch.cat([x[key] for x in with_image])
+    if image_token_id is not None and "image_grid_thw" in inputs:
+        inputs["mm_token_type_ids"] = (ids == image_token_id).long()
+    rows = torch.tensor([r for r, e in enumerate(encoded) for _ in e.reads])
+    cols = torch.tensor([c for e in encoded for c in e.reads])
+    return inputs, rows, cols
+
+
+class GenerativePRM(torch.nn.Module):
+    """A VLM scoring steps with its `+` / `-` tokens; `from_pretrained` takes a hub id or a local directory."""
+
+    def __init__(self, backbone, processor, max_side: int = PRM_MAX_SIDE):
+        super().__init__()
+        self.backbone, self.processor = backbone, processor
+        self.encoder = GenerativeEncoder(processor, max_side)
+        token = getattr(processor, "image_token", None)
+        self.image_token_id = processor.tokenizer.convert_tokens_to_ids(token) if token else None
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: str | None = None, precision: str = "auto") -> "GenerativePRM":
+        from .models import load_vlm
+
+        backbone, processor = load_vlm(name, device, precision)
+        return cls(backbone, processor)
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    def label_logits(self, encoded: list[Encoded]) -> torch.Tensor:
+        """Full-vocabulary logits at every read position of the encoded responses, in order: [steps, vocab]."""
+        inputs, rows, cols = _batch(encoded, self.encoder.pad_id, self.image_token_id)
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.backbone.dtype)
+        hidden = self.backbone.model(**inputs).last_hidden_state
+        return self.backbone.lm_head(hidden[rows.to(self.device), cols.to(self.device)]).float()
+
+    def step_scores(self, encoded: list[Encoded]) -> torch.Tensor:
+        """P(+) / (P(+) + P(-)) per step of the encoded responses, in order."""
+        two = self.label_logits(encoded)[:, self.encoder.label_ids]
+        return two.softmax(-1)[:, 0]
+
+    def score(self, image, question: str, steps: list[str]) -> list[float]:
+        with torch.no_grad():
+            return self.step_scores([self.encoder.encode(image, question, steps)]).tolist()
+
+    def lm_loss(self, encoded: list[Encoded], labels: list[list[bool]]) -> torch.Tensor:
+        """Cross-entropy over the vocabulary on each step's label token (the 1.5 lower loss), per response."""
+        logits = self.label_logits(encoded)
+        plus, minus = self.encoder.label_ids
+        target = torch.tensor([plus if ok else minus for row in labels for ok in row], device=logits.device)
+        per_step = F.cross_entropy(logits, target, reduction="none")
+        sizes = [len(e.reads) for e in encoded]
+        return torch.stack([part.mean() for part in per_step.split(sizes)])
