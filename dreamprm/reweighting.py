@@ -44,6 +44,7 @@ from .aggregation import aggregate
 from .cli import StageArgs
 from .domains import MMPR_DOMAINS, domain_table
 from .io import DataError, atomic_write_text, write_json
+from .instance_weights import ACTIVATIONS, InstanceTable, per_domain
 from .models import PRM_BASE
 from .packing import TreeScorer
 from .prm import FORMATS, HEAD_FILE, PREFIX_ENDS, PRM, PRMEncoder
@@ -53,6 +54,7 @@ from .samples import NO_STEP_RULES, load_meta, load_train
 logging.getLogger("betty").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 HYPERGRADIENTS = ("darts", "neumann", "cg", "sama")
+REWEIGHTS = ("domain", "instance_table")  # instance_net needs the generative kind: not yet
 PRECISIONS = ("fp32", "bf16", "bf16_weights")
 REGIMES = {"fp32": "fp32 weights, no autocast", "bf16": "bf16 autocast, fp32 master weights",
            "bf16_weights": "bf16 weights and optimiser state (the released code's regime)"}
@@ -109,6 +111,12 @@ class ReweightConfig(StageArgs):
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for GPU memory"})
     lora_rank: int = field(default=0, metadata={"help": "LoRA rank on the backbone (0: full fine-tuning)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers for input encoding"})
+    reweight: str = field(default="domain", metadata={
+        "help": "what the upper level weighs: domain (DreamPRM), instance_table (DreamPRM-1.5: one weight per "
+                "train sample, id = its record's `instance`, else its file:line)"})
+    activation: str = field(default="leaky_relu", metadata={
+        "help": "instance weights: leaky_relu, relu, none, clip ([-1, 3]) or sigmoid of the raw weight"})
+    initialization: float = field(default=1.0, metadata={"help": "instance table: the raw weights' start"})
 
 
 class DomainWeights(nn.Module):
@@ -146,8 +154,8 @@ class InfiniteSampler(Sampler):
 
 
 class _Samples(Dataset):
-    def __init__(self, samples, labels, domains=None):
-        self.samples, self.labels, self.domains = samples, labels, domains
+    def __init__(self, samples, labels, rows=None):
+        self.samples, self.labels, self.rows = samples, labels, rows  # rows: each sample's weight (domain or instance)
 
     def __len__(self):
         return len(self.samples)
@@ -156,17 +164,17 @@ class _Samples(Dataset):
         return i
 
 
-def _collate(ds: _Samples, encoder: PRMEncoder | None, domain_index: dict | None):
+def _collate(ds: _Samples, encoder: PRMEncoder | None):
     """encoder None: the batch keeps its samples for the tree-packed scorer, which encodes them itself."""
     def collate(idx: list[int]) -> dict:
         samples = [ds.samples[i] for i in idx]
         out = {"counts": [len(s.prefixes) for s in samples]}
         out.update({"prm": encoder(samples)} if encoder is not None else {"samples": samples})
-        if domain_index is None:  # meta: one true/false label per record
+        if ds.rows is None:  # meta: one true/false label per record
             out["labels"] = torch.tensor([ds.labels[i] for i in idx])
-        else:  # train: one MC label and one domain per prefix
+        else:  # train: one MC label and one weight row per prefix
             out["labels"] = torch.tensor([a for i in idx for a in ds.labels[i]])
-            out["domains"] = torch.tensor([domain_index[ds.domains[i]] for i in idx for _ in ds.labels[i]])
+            out["weight_rows"] = torch.tensor([ds.rows[i] for i in idx for _ in ds.labels[i]])
         return out
     return collate
 
@@ -198,14 +206,14 @@ class LowerPRM(_Common, ImplicitProblem):
             self._in_own_step = False
 
     def training_step(self, batch):
-        labels, domains = batch["labels"].to(self.device), batch["domains"].to(self.device)
+        labels, rows = batch["labels"].to(self.device), batch["weight_rows"].to(self.device)
         if not self._in_own_step and self.config.type in FINITE_DIFFERENCE:
             with torch.no_grad():  # only d loss / d alpha is wanted: no graph through the PRM
                 per = (self.module(batch["prm"]) - labels) ** 2
         else:
             per = (self.module(batch["prm"]) - labels) ** 2
         weights = self.weights() if hasattr(self, "weights") else None  # absent in the baseline
-        w = weights[domains] if weights is not None else torch.ones_like(per)
+        w = weights[rows] if weights is not None else torch.ones_like(per)
         loss = (w * per).mean()
         if not self._in_own_step:
             return loss  # betty's hypergradient code wants the bare loss
@@ -264,7 +272,8 @@ class Reweighter:
     def __init__(self, cfg: ReweightConfig):
         self.cfg = cfg
         for name, allowed in (("hypergradient", HYPERGRADIENTS), ("precision", PRECISIONS), ("input_format", FORMATS),
-                              ("prefix_end", PREFIX_ENDS), ("meta_without_steps", NO_STEP_RULES)):
+                              ("prefix_end", PREFIX_ENDS), ("meta_without_steps", NO_STEP_RULES),
+                              ("reweight", REWEIGHTS), ("activation", tuple(ACTIVATIONS))):
             if getattr(cfg, name) not in allowed:
                 raise DataError(f"--{name} must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}")
         # One writer per run directory, taken before anything in it is read or written: two copies resuming one
@@ -306,7 +315,17 @@ class Reweighter:
                                        cfg.input_format, cfg.prefix_end)
         self.peft = None
         self._adapt_backbone()
-        self.weights = DomainWeights(self.domains).to(self.prm.device)
+        if cfg.reweight == "domain":
+            self.weights = DomainWeights(self.domains).to(self.prm.device)
+            self.rows = [self.domain_index[d] for d in self.train_data.domains]
+        else:
+            try:
+                self.weights = InstanceTable(self.train_data.instances, cfg.activation, cfg.initialization)
+            except ValueError as e:
+                raise DataError(f"{cfg.resolve(cfg.train)}: {e}") from None
+            self.weights = self.weights.to(self.prm.device)
+            self.rows = list(range(len(self.train_data.samples)))
+            self.domain_of = dict(zip(self.train_data.instances, self.train_data.domains))
         self.start = 0
         self.t0 = time.perf_counter()
 
@@ -345,17 +364,26 @@ class Reweighter:
             self.peft = get_peft_model(backbone, lora)
             self.prm.backbone = self.peft.base_model.model
 
-    def _loader(self, ds, encoder, domain_index, batch_size, start, seed):
+    def _loader(self, ds, encoder, batch_size, start, seed):
         return DataLoader(ds, batch_size=batch_size, sampler=InfiniteSampler(len(ds), seed, start),
-                          collate_fn=_collate(ds, encoder, domain_index), num_workers=self.cfg.num_workers)
+                          collate_fn=_collate(ds, encoder), num_workers=self.cfg.num_workers)
+
+    def domain_weights(self) -> dict[str, float]:
+        """The weight per domain: learned (domain), or the mean of its instances' weights (instance_table)."""
+        if self.cfg.reweight == "domain":
+            return self.weights.as_dict()
+        return {d: s["mean"] for d, s in self.instances_by_domain().items()}
+
+    def instances_by_domain(self) -> dict[str, dict]:
+        return per_domain(self.weights.as_dict(), self.domain_of) if self.cfg.reweight != "domain" else {}
 
     def build(self):
         cfg = self.cfg
         enc = self.prm.encoder
-        train_ds = _Samples(self.train_data.samples, self.train_data.labels, self.train_data.domains)
+        train_ds = _Samples(self.train_data.samples, self.train_data.labels, self.rows)
         meta_ds = _Samples(self.meta_data.samples, self.meta_data.labels)
         upper_steps = self.start // cfg.unroll_steps
-        lower_loader = self._loader(train_ds, enc, self.domain_index, cfg.train_batch_size,
+        lower_loader = self._loader(train_ds, enc, cfg.train_batch_size,
                                     self.start * cfg.train_batch_size, cfg.seed)
         if cfg.meta_packing not in ("tree", "none"):
             raise ValueError(f"--meta_packing must be tree or none; got {cfg.meta_packing!r}")
@@ -364,7 +392,7 @@ class Reweighter:
         if (cfg.meta_packing == "tree" and cfg.input_format == "paper" and not cfg.gradient_checkpointing
                 and cfg.strategy == "default"):
             tree = TreeScorer(self.prm)
-        meta_loader = self._loader(meta_ds, None if tree else enc, None, cfg.meta_batch_size,
+        meta_loader = self._loader(meta_ds, None if tree else enc, cfg.meta_batch_size,
                                    upper_steps * cfg.meta_batch_size, cfg.seed + 1)
         lower_opt = torch.optim.Adam(self.prm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      eps=cfg.adam_eps, decoupled_weight_decay=True)
@@ -396,6 +424,15 @@ class Reweighter:
         self.engine = DreamEngine(problems, engine_cfg, deps, self)
         return self
 
+    def _write_weights(self, where: Path) -> None:
+        """domain_weights.json (for instance tables: each domain's mean instance weight), and for instance tables
+        instance_weights.json: every instance id with its weight and domain."""
+        write_json(where / "domain_weights.json", self.domain_weights())
+        if self.cfg.reweight != "domain":
+            write_json(where / "instance_weights.json",
+                       [{"instance": i, "domain": self.domain_of[i], "weight": w}
+                        for i, w in self.weights.as_dict().items()])
+
     # ---- checkpoints -------------------------------------------------------------------------------
     def checkpoint_dirs(self) -> list[Path]:
         ck = self.out / "checkpoints"
@@ -410,7 +447,7 @@ class Reweighter:
         tmp.mkdir(parents=True)
         merged = copy.deepcopy(self.peft).merge_and_unload() if self.peft is not None else None
         self.prm.save_pretrained(tmp / "prm", merged)  # with LoRA: a plain PRM with the adapters merged
-        write_json(tmp / "domain_weights.json", self.weights.as_dict())
+        self._write_weights(tmp)
         torch.save({
             "iteration": it, "weights": self.weights.state_dict(),
             "lower_opt": self.lower.optimizer.state_dict(), "lower_sched": self.lower.scheduler.state_dict(),
@@ -473,7 +510,9 @@ class Reweighter:
             row = {"iteration": it, "lower_loss": self.lower.last["plain_loss"],
                    "weighted_lower_loss": self.lower.last["loss"], "upper_loss": upper,
                    "lr": self.lower.scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - self.t0, 3),
-                   "weights": self.weights.as_dict()}
+                   "weights": self.domain_weights()}
+            if cfg.reweight != "domain":
+                row["instance_weights_by_domain"] = self.instances_by_domain()
             with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             self.bar.set_postfix(lower=f"{row['lower_loss']:.4f}",
@@ -486,7 +525,7 @@ class Reweighter:
         """A diverged run stops at the first non-finite loss or weight: a NaN never reaches the log, the
         checkpoints or the weights a user reads (the last checkpoint stays, for --resume with other settings)."""
         values = {"lower loss": float(lower), **({"upper loss": float(upper)} if upper is not None else {}),
-                  **{f"weight of {d}": w for d, w in self.weights.as_dict().items()}}
+                  **{f"weight of {d}": w for d, w in self.weights.as_dict().items()}}  # instances: by id
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             raise DataError(f"{self.out}: iteration {it}: {', '.join(f'{k} is {v}' for k, v in bad.items())}: "
@@ -530,8 +569,8 @@ class Reweighter:
         shutil.copytree(self.checkpoint_dirs()[-1] / "prm", tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        weights = self.weights.as_dict()
-        write_json(self.out / "domain_weights.json", weights)
+        weights = self.domain_weights()
+        self._write_weights(self.out)
         figs = self.cfg.resolve(self.cfg.figs)
         tag = "baseline_" if self.cfg.baseline else ""
         plot_weights(weights, figs / f"{tag}domain_weights.png")
@@ -544,7 +583,9 @@ class Reweighter:
                                "meta_rule": self.meta_data.dropped.as_dict()},
                    "meta_without_steps": self.meta_data.without_steps,
                    "meta_steps_by_label": self.meta_data.steps_by_label, "meta_warning": self.meta_data.warning(),
-                   "prm": str(final)}
+                   "prm": str(final), "reweight": self.cfg.reweight}
+        if self.cfg.reweight != "domain":
+            summary["instance_weights_by_domain"] = self.instances_by_domain()
         write_json(self.out / "summary.json", summary)
         return summary
 

@@ -137,6 +137,9 @@ class TrainData:
     skips: Skips | None = None  # the skipped records, with their first locations
     lost_domains: dict = field(default_factory=dict)  # domain -> records read, for domains left with no sample
     domain_where: dict = field(default_factory=dict)  # domain -> file:line of its first usable record
+    # instance id of each sample (instance-level reweighting): the record's `instance` if it has one, else
+    # the file:line of the sample's first record
+    instances: list = field(default_factory=list)
 
 
 def load_train(path: Path, root: Path, fmt: str, prefix_end: str = "stripped", images=None,
@@ -166,8 +169,9 @@ def load_train(path: Path, root: Path, fmt: str, prefix_end: str = "stripped", i
         key = (qid, r.get("sample", 0), r["input"], str(img)) if fmt == "stepwise" else i
         domain = canonical(r["dataset"])
         domain_where.setdefault(domain, where(r))
-        groups[key].append((r["add"], float(r["accuracy"]), domain, img, qid))
-    samples, labels, domains, ids = [], [], [], []
+        instance = str(r["instance"]) if r.get("instance") is not None else where(r)
+        groups[key].append((r["add"], float(r["accuracy"]), domain, img, qid, instance))
+    samples, labels, domains, ids, instances = [], [], [], [], []
     for key, nodes in groups.items():
         nodes.sort(key=lambda n: len(seen(n[0])))
         question = key[2] if fmt == "stepwise" else records[key]["input"]
@@ -179,10 +183,11 @@ def load_train(path: Path, root: Path, fmt: str, prefix_end: str = "stripped", i
             labels.append([n[1] for n in part])
             domains.append(part[0][2])
             ids.append(part[0][4])
+            instances.append(part[0][5])
     if not samples:
         raise DataError(f"{path}: no usable train record ({skips.line()})")
     lost = {d: n for d, n in sorted(offered.items()) if d not in domain_where}
-    return TrainData(samples, labels, domains, dict(skips.counts), ids, skips, lost, domain_where)
+    return TrainData(samples, labels, domains, dict(skips.counts), ids, skips, lost, domain_where, instances)
 
 
 @dataclass

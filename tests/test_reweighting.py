@@ -35,10 +35,12 @@ def test_domain_weights_start_at_one_and_average_one():
         assert abs(float(w().mean()) - 1) < 1e-6 and w().min() > 0
 
 
-def test_hypergradient_matches_autograd(tmp_path, tiny_models):
-    """The darts hypergradient reaching alpha in one real step agrees with exact autograd (cosine >= 0.99)."""
+@pytest.mark.parametrize("reweight", ["domain", "instance_table"])
+def test_hypergradient_matches_autograd(tmp_path, tiny_models, reweight):
+    """The darts hypergradient reaching alpha (domain weights, or the instance table) in one real step agrees
+    with exact autograd (cosine >= 0.99)."""
     write_problem(tmp_path, per_domain=4)
-    cfg = config(tmp_path, tiny_models["prm"], "--iterations", "5", "--train_batch_size", "4")
+    cfg = config(tmp_path, tiny_models["prm"], "--iterations", "5", "--train_batch_size", "4", "--reweight", reweight)
     r = Reweighter(cfg)
     r.run()
     got = r.upper.last_grad
@@ -56,10 +58,46 @@ def test_hypergradient_matches_autograd(tmp_path, tiny_models):
     for i in range(len(per)):
         gi = torch.autograd.grad(per[i], params, retain_graph=True, allow_unused=True)
         dots.append(sum((g * vi).sum() for g, vi in zip(gi, v) if g is not None))
-    w = r.weights()[batch["domains"]]
+    w = r.weights()[batch["weight_rows"]]
     exact = -torch.autograd.grad((w * torch.stack(dots).detach()).mean(), r.weights.raw)[0]
     cos = torch.nn.functional.cosine_similarity(got, exact, dim=0)
     assert got.abs().sum() > 0 and cos >= 0.99, (got, exact, cos)
+    if reweight == "instance_table":  # only the instances of the last lower batch get a hypergradient
+        assert (got != 0).sum() <= len(set(batch["weight_rows"].tolist()))
+
+
+def test_instance_table_run_saves_each_instance_weight_with_its_id_and_a_per_domain_summary(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=3)
+    lines = (tmp_path / "train.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    recs[0]["instance"] = "hand-made-0"  # a user's own id wins over the file:line
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    summary = train(config(tmp_path, tiny_models["prm"], "--iterations", "10", "--train_batch_size", "2",
+                           "--reweight", "instance_table", "--activation", "clip", "--initialization", "0.5"))
+    rows = json.loads((tmp_path / "run/instance_weights.json").read_text())
+    assert len(rows) == len(recs) and rows[0]["instance"] == "hand-made-0"
+    assert rows[1]["instance"] == f"{tmp_path / 'train.jsonl'}:2" and rows[1]["domain"] == recs[1]["dataset"]
+    assert all(-1.0 <= r["weight"] <= 3.0 for r in rows) and any(r["weight"] != 0.5 for r in rows)
+    by_domain = summary["instance_weights_by_domain"]
+    assert sum(d["n"] for d in by_domain.values()) == len(recs) and summary["reweight"] == "instance_table"
+    for d, stats in by_domain.items():
+        ws = [r["weight"] for r in rows if r["domain"] == d]
+        assert stats["mean"] == pytest.approx(sum(ws) / len(ws), abs=1e-5)
+        assert summary["weights"][d] == stats["mean"]
+    log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert log[-1]["instance_weights_by_domain"] == by_domain and set(log[-1]["weights"]) == set(by_domain)
+    assert (tmp_path / "figs/domain_weights.png").stat().st_size > 0
+
+
+def test_duplicate_instance_ids_are_refused_naming_the_file(tmp_path, tiny_models):
+    write_problem(tmp_path, per_domain=2)
+    recs = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    for r in recs[:2]:
+        r["instance"] = "same"
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    from dreamprm.io import DataError
+    with pytest.raises(DataError, match=r"train.jsonl: instance ids must be unique; 'same'"):
+        Reweighter(config(tmp_path, tiny_models["prm"], "--reweight", "instance_table"))
 
 
 @pytest.mark.slow
