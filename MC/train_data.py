@@ -16,10 +16,13 @@ from dreamprm.selection import balance, histogram
 @dataclass
 class TrainDataArgs(StageArgs):
     """Select the lower-level train records {id, sid, input, add, ground_truth, image_path, dataset, score,
-    times, accuracy} from MC-labelled nodes."""
+    times, accuracy, instance} from MC-labelled nodes."""
     nodes: str = field(default="runs/mc/estimate.jsonl", metadata={"help": "labelled nodes from MC/estimate.py"})
     out: str = field(default="runs/mc/train.jsonl", metadata={"help": "train records (JSONL)"})
     per_domain: int = field(default=1000, metadata={"help": "at most this many nodes per domain"})
+    instance_ids: bool = field(default=True, metadata={
+        "help": "give each record an `instance` id, <id>-<sample>-<sid>, the key of its weight under "
+                "reweighting/train.py --reweight instance_table (--no_instance_ids: the released format)"})
 
 
 def main(argv=None):
@@ -41,6 +44,10 @@ def main(argv=None):
     if not train:
         raise DataError(f"{src}: no train record selected from {len(nodes)} usable nodes "
                         f"(--per_domain {cfg.per_domain}; {skips.line()})")
+    if cfg.instance_ids:
+        train = [{**r, "instance": f"{r['id']}-{r.get('sample', 0)}-{r['sid']}"} for r in train]
+        if len({r["instance"] for r in train}) < len(train):
+            raise DataError(f"{src}: two selected nodes share id, sample and sid: the nodes hold a duplicate")
     write_jsonl(out, train)
     summary = {"records": len(train), "nodes": len(nodes), "skipped": skips.as_dict(),
                "per_domain": {d: dict(c) for d, c in stats.items()}}

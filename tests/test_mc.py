@@ -372,6 +372,8 @@ def test_train_data_cli_and_trl_export(root):
     assert len(train) == 10 and set(summary["per_domain"]) == {"chartqa", "geos"}
     assert shards.read_marker(root / "runs" / "mc" / "train.jsonl") == summary and summary["records"] == 10
     assert all(set(NODE_FIELDS) <= set(t) for t in read_records(root / "runs" / "mc" / "train.jsonl"))
+    ids = [t["instance"] for t in train]  # the keys of --reweight instance_table
+    assert len(set(ids)) == 10 and ids[0] == f"{train[0]['id']}-{train[0].get('sample', 0)}-{train[0]['sid']}"
     rows = load_script("MC/export_trl.py").main(["--path", str(root)])
     assert len(rows) == 6 and rows[1]["prompt"] == "Question 1?"
     assert rows[1]["completions"] == ["Step 1: part 1.", "Step 2: part 2.", "Step 3: part 3."]
