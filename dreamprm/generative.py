@@ -160,3 +160,43 @@ class GenerativePRM(torch.nn.Module):
         per_step = F.cross_entropy(logits, target, reduction="none")
         sizes = [len(e.reads) for e in encoded]
         return torch.stack([part.mean() for part in per_step.split(sizes)])
+
+
+# --- the 1.5 upper loss ----------------------------------------------------------------------------------
+
+CHAIN_AGGREGATIONS = ("mean", "max", "min", "log_mean")
+LOSS_TARGETS = ("plus", "both")
+
+
+def chain_scores(p: torch.Tensor, sizes: list[int], func: str = "mean") -> torch.Tensor:
+    """One score per chain from its steps' probabilities (`sizes[i]` steps for chain i). `log_mean` is the
+    geometric mean exp(mean log p), which stays in [0, 1] like the others (the 1.5 release names it but
+    implements only `mean`)."""
+    if func not in CHAIN_AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {', '.join(CHAIN_AGGREGATIONS)}; got {func!r}")
+    parts = p.split(sizes)
+    if func == "mean":
+        return torch.stack([x.mean() for x in parts])
+    if func == "max":
+        return torch.stack([x.max() for x in parts])
+    if func == "min":
+        return torch.stack([x.min() for x in parts])
+    return torch.stack([x.clamp_min(1e-12).log().mean().exp() for x in parts])
+
+
+def upper_loss(two_way_logits: torch.Tensor, sizes: list[int], correct: torch.Tensor, func: str = "mean",
+               target: str = "both") -> torch.Tensor:
+    """MSE of each meta chain's aggregated score against its label (DreamPRM-1.5's upper loss).
+
+    `two_way_logits`: [steps, 2] logits of `+` and `-` at every step of the chains, in order. `plus`: the
+    chain's aggregated P(+) against its true/false label. `both`: a wrong chain is scored on P(-) instead,
+    and every chain's aggregate is compared with 1 (the release's `loss_target both`)."""
+    if target not in LOSS_TARGETS:
+        raise ValueError(f"loss target must be one of {', '.join(LOSS_TARGETS)}; got {target!r}")
+    p = two_way_logits.float().softmax(-1)
+    correct = correct.to(p.device).float()
+    if target == "plus":
+        return F.mse_loss(chain_scores(p[:, 0], sizes, func), correct)
+    step_correct = correct.repeat_interleave(torch.tensor(sizes, device=p.device))
+    p_label = torch.where(step_correct > 0.5, p[:, 0], p[:, 1])
+    return F.mse_loss(chain_scores(p_label, sizes, func), torch.ones_like(correct))

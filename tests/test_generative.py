@@ -78,3 +78,24 @@ def test_a_tokenizer_without_single_label_tokens_is_refused(tiny_models):
     with pytest.raises(ValueError, match="no single token"):
         GenerativeEncoder(proc)
     assert LABELS == ("+", "-")
+
+
+def test_chain_aggregations_and_the_two_upper_loss_targets():
+    from dreamprm.generative import chain_scores, upper_loss
+
+    p = torch.tensor([0.9, 0.5, 0.2, 0.8])
+    assert chain_scores(p, [3, 1], "mean").tolist() == pytest.approx([1.6 / 3, 0.8])
+    assert chain_scores(p, [3, 1], "max").tolist() == pytest.approx([0.9, 0.8])
+    assert chain_scores(p, [3, 1], "min").tolist() == pytest.approx([0.2, 0.8])
+    assert chain_scores(p, [3, 1], "log_mean").tolist() == pytest.approx([(0.9 * 0.5 * 0.2) ** (1 / 3), 0.8])
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        chain_scores(p, [4], "median")
+    # logits giving P(+) = p: log(p / (1 - p)) against 0
+    logits = torch.stack([torch.log(p / (1 - p)), torch.zeros(4)], dim=1)
+    correct = torch.tensor([1.0, 0.0])
+    plus = upper_loss(logits, [3, 1], correct, "mean", "plus")
+    assert plus.item() == pytest.approx(((1.6 / 3 - 1) ** 2 + 0.8 ** 2) / 2, rel=1e-5)
+    both = upper_loss(logits, [3, 1], correct, "mean", "both")  # the wrong chain is scored on P(-) = 0.2
+    assert both.item() == pytest.approx(((1.6 / 3 - 1) ** 2 + (0.2 - 1) ** 2) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="loss target"):
+        upper_loss(logits, [3, 1], correct, "mean", "+")
