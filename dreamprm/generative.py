@@ -19,6 +19,7 @@ piece, and right padding keeps every real token at the position it has unbatched
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,7 @@ class GenerativeEncoder:
             raise ValueError(f"{len(steps)} steps but {len(labels)} labels")
         pieces = self.pieces(question, steps, image is not None)
         if image is not None:
-            im = load_image(image, self.max_side) if not hasattr(image, "size") else image
+            im = load_image(image, self.max_side) if isinstance(image, (str, Path)) else image
             out = self.processor(text=[pieces[0]], images=[im], return_tensors="pt")
             first = out["input_ids"][0].tolist()
             image_inputs = {k: v for k, v in out.items() if k in ("pixel_values", "image_grid_thw")}

@@ -12,7 +12,7 @@ the raw activated weight into each instance's loss, and the activation alone kee
 """
 from __future__ import annotations
 
-import math
+from statistics import fmean, pstdev
 
 import torch
 from torch import nn
@@ -77,10 +77,5 @@ def per_domain(weights: dict[str, float], domain_of: dict[str, str]) -> dict[str
     groups: dict[str, list[float]] = {}
     for i, w in weights.items():
         groups.setdefault(domain_of[i], []).append(w)
-    out = {}
-    for d in sorted(groups):
-        ws = groups[d]
-        mean = sum(ws) / len(ws)
-        out[d] = {"mean": round(mean, 6), "std": round(math.sqrt(sum((w - mean) ** 2 for w in ws) / len(ws)), 6),
-                  "n": len(ws)}
-    return out
+    return {d: {"mean": round(fmean(ws), 6), "std": round(pstdev(ws), 6), "n": len(ws)}
+            for d, ws in sorted(groups.items())}

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -322,8 +323,6 @@ def lock_path(path: str | Path, directory: bool = False) -> Path:
 def _holder(lock_file: Path, wait: float = 2.0) -> str:
     """The holder's pid from its lock file. The holder writes it just after taking the lock, so a process
     refused in that instant finds the file empty: look again for a moment before saying "unknown"."""
-    import time
-
     deadline = time.monotonic() + wait
     while True:
         try:

@@ -368,14 +368,13 @@ class Reweighter:
         return DataLoader(ds, batch_size=batch_size, sampler=InfiniteSampler(len(ds), seed, start),
                           collate_fn=_collate(ds, encoder), num_workers=self.cfg.num_workers)
 
-    def domain_weights(self) -> dict[str, float]:
-        """The weight per domain: learned (domain), or the mean of its instances' weights (instance_table)."""
+    def weight_summary(self) -> tuple[dict[str, float], dict[str, dict]]:
+        """The weight per domain: learned (domain), or the mean of its instances' weights (instance_table); and
+        for instance tables each domain's {mean, std, n} ({} for domain weights)."""
         if self.cfg.reweight == "domain":
-            return self.weights.as_dict()
-        return {d: s["mean"] for d, s in self.instances_by_domain().items()}
-
-    def instances_by_domain(self) -> dict[str, dict]:
-        return per_domain(self.weights.as_dict(), self.domain_of) if self.cfg.reweight != "domain" else {}
+            return self.weights.as_dict(), {}
+        by_domain = per_domain(self.weights.as_dict(), self.domain_of)
+        return {d: s["mean"] for d, s in by_domain.items()}, by_domain
 
     def build(self):
         cfg = self.cfg
@@ -427,7 +426,7 @@ class Reweighter:
     def _write_weights(self, where: Path) -> None:
         """domain_weights.json (for instance tables: each domain's mean instance weight), and for instance tables
         instance_weights.json: every instance id with its weight and domain."""
-        write_json(where / "domain_weights.json", self.domain_weights())
+        write_json(where / "domain_weights.json", self.weight_summary()[0])
         if self.cfg.reweight != "domain":
             write_json(where / "instance_weights.json",
                        [{"instance": i, "domain": self.domain_of[i], "weight": w}
@@ -507,12 +506,13 @@ class Reweighter:
         upper = self.upper.last.get("loss") if self.upper is not None else None
         self._check_finite(it, self.lower.last["plain_loss"], upper)
         if it % cfg.log_every == 0 or it == cfg.iterations:
+            weights, by_domain = self.weight_summary()
             row = {"iteration": it, "lower_loss": self.lower.last["plain_loss"],
                    "weighted_lower_loss": self.lower.last["loss"], "upper_loss": upper,
                    "lr": self.lower.scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - self.t0, 3),
-                   "weights": self.domain_weights()}
-            if cfg.reweight != "domain":
-                row["instance_weights_by_domain"] = self.instances_by_domain()
+                   "weights": weights}
+            if by_domain:
+                row["instance_weights_by_domain"] = by_domain
             with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             self.bar.set_postfix(lower=f"{row['lower_loss']:.4f}",
@@ -569,7 +569,7 @@ class Reweighter:
         shutil.copytree(self.checkpoint_dirs()[-1] / "prm", tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        weights = self.domain_weights()
+        weights, by_domain = self.weight_summary()
         self._write_weights(self.out)
         figs = self.cfg.resolve(self.cfg.figs)
         tag = "baseline_" if self.cfg.baseline else ""
@@ -584,8 +584,8 @@ class Reweighter:
                    "meta_without_steps": self.meta_data.without_steps,
                    "meta_steps_by_label": self.meta_data.steps_by_label, "meta_warning": self.meta_data.warning(),
                    "prm": str(final), "reweight": self.cfg.reweight}
-        if self.cfg.reweight != "domain":
-            summary["instance_weights_by_domain"] = self.instances_by_domain()
+        if by_domain:
+            summary["instance_weights_by_domain"] = by_domain
         write_json(self.out / "summary.json", summary)
         return summary
 
