@@ -28,6 +28,11 @@ SYSTEM_PROMPT = (
     "nothing else.")
 
 
+def first_turn(question: str, step: str) -> str:
+    """The first user turn of a conversation row: the question, then step 1 (the question alone without one)."""
+    return f"{question}\n\nSolution:\n{step}" if step else question
+
+
 def step_text(prev: str, add: str) -> str | None:
     """Step k's text from prefixes k-1 (`prev`, "" for the first step) and k (`add`).
 
@@ -46,11 +51,11 @@ def check_threshold(t: float) -> None:
         raise DataError(f"--threshold must be in [0, 1), got {t}")
 
 
-def responses(nodes: list[dict], at: str = "nodes", skips: Skips | None = None,
+def responses(nodes: list[dict], at: str = "nodes", skips: Skips | None = None, check=check_node,
               ) -> tuple[list[tuple[dict, list[str], list[float]]], Counter]:
     """(first node, step texts, accuracies) per response, in first-seen order; plus skip counts.
 
-    Each node is checked (`mc.check_node`): a bad one is counted in `skips`, or without it is a DataError
+    Each node is checked (`check`, by default `mc.check_node`): a bad one is counted in `skips`, or without it is a DataError
     naming its file:line (`at`: record i for nodes not read from a file). A response whose nodes do not run
     1..K is cut at the gap: later steps would have no text for the missing one (the same for a prefix that
     does not extend the one before).
@@ -58,7 +63,7 @@ def responses(nodes: list[dict], at: str = "nodes", skips: Skips | None = None,
     groups: dict[tuple, list[dict]] = {}
     for i, n in enumerate(nodes, 1):
         try:
-            check_node(n)
+            check(n)
         except BadRecord as e:
             loc = where(n, f"{at}: record {i}")
             if skips is None:
@@ -100,7 +105,7 @@ def to_trl(nodes: list[dict], threshold: float = DEFAULT_THRESHOLD, soft: bool =
 
 
 def to_conversations(nodes: list[dict], threshold: float = DEFAULT_THRESHOLD,
-                     at: str = "nodes", skips: Skips | None = None) -> tuple[list[dict], Counter]:
+                     at: str = "nodes", skips: Skips | None = None, check=check_node) -> tuple[list[dict], Counter]:
     """InternVL chat rows in the layout of VisualPRM400K, one per response.
 
     The layout follows the rows InternVL's VisualPRM pipeline writes (OpenGVLab/InternVL,
@@ -113,7 +118,7 @@ def to_conversations(nodes: list[dict], threshold: float = DEFAULT_THRESHOLD,
     `main_table.py` builds its weight table from `dataset` when rows have one but looks weights up by `id`.
     """
     check_threshold(threshold)
-    rows, skipped = responses(nodes, at, skips)
+    rows, skipped = responses(nodes, at, skips, check)
     out = []
     for n, steps, accs in rows:
         image, question = n.get("image_path"), n["input"]
@@ -121,7 +126,7 @@ def to_conversations(nodes: list[dict], threshold: float = DEFAULT_THRESHOLD,
             question = f"{IMAGE}\n{question}"
         turns = [{"from": "system", "value": SYSTEM_PROMPT}]
         for k, (step, acc) in enumerate(zip(steps, accs)):
-            text = f"{question}\n\nSolution:\n{step}" if k == 0 else step
+            text = first_turn(question, step) if k == 0 else step
             turns += [{"from": "human", "value": text}, {"from": "gpt", "value": "+" if acc > threshold else "-"}]
         sample = n.get("sample", 0)
         row = {"id": f"{n['id']}-{sample}", "question_id": n["id"], "sample": sample}

@@ -8,6 +8,7 @@
 
 Unlike the domain weights (softplus, normalised to mean 1), neither is normalised: the 1.5 release multiplies
 the raw activated weight into each instance's loss, and the activation alone keeps it in range.
+`InstanceNet.remember` keeps the weight each instance last got, which stands in for a table in the logs.
 `per_domain` summarises instance weights per domain (mean, spread) so they can be read next to domain weights.
 """
 from __future__ import annotations
@@ -64,12 +65,21 @@ class InstanceNet(nn.Module):
         self.mlp = nn.Sequential(*blocks, nn.Linear(width, 1))
         self.activation_name = activation_name
         self.act = activation(activation_name)
+        self.seen: dict[str, float] = {}  # instance id -> the weight it got when last trained on
 
     def forward(self, label_logits: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         """One weight per instance from the `+` / `-` logits at its positions ([positions, 2], instances in
         order, `sizes[i]` positions for instance i)."""
         out = self.mlp(label_logits.float().softmax(-1)).squeeze(-1)
         return self.act(torch.stack([part.mean() for part in out.split(sizes)]))
+
+    def remember(self, ids: list[str], weights: torch.Tensor) -> None:
+        """Keep the weights just given to `ids`: the net has no table to read, so what it gave each train
+        instance the last time it saw it stands for that instance in logs and instance_weights.json."""
+        self.seen.update(zip(ids, (round(float(w), 6) for w in weights.detach())))
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.seen)
 
 
 def per_domain(weights: dict[str, float], domain_of: dict[str, str]) -> dict[str, dict]:

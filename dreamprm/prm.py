@@ -42,6 +42,9 @@ FORMATS = ("paper", "stepwise")
 # train data ends `add` at the step's text, our tree and the released split_step end it after "\n\n").
 # `raw`: the text exactly as the record has it (the released code's behaviour).
 PREFIX_ENDS = ("stripped", "raw")
+# `scalar`: this module's PRM, a head on the vocabulary logits (DreamPRM); `generative`: the backbone's own
+# `+` / `-` tokens in a multi-turn conversation (DreamPRM-1.5, VisualPRM; `dreamprm.generative`).
+KINDS = ("scalar", "generative")
 
 
 @dataclass
@@ -210,12 +213,33 @@ def saved_config(name: str | Path) -> dict:
     return read_json(f, "PRM config") if f.is_file() else {}
 
 
+def saved_kind(name: str | Path) -> str | None:
+    """The PRM kind recorded in a trained PRM directory; None for a base model, a hub id or a converted checkpoint."""
+    return saved_config(name).get("kind", "scalar" if saved_config(name) else None)
+
+
+def load_prm(name: str, device: str | None = None, precision: str = "auto", kind: str | None = None,
+             fmt: str | None = None):
+    """A PRM of either kind, as training left it: `kind` None is the saved one (scalar when none is saved).
+    `fmt` is the scalar kind's input format (None: the saved one); the generative kind has one format."""
+    kind = kind or saved_kind(name) or "scalar"
+    if kind not in KINDS:
+        raise ValueError(f"PRM kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    if kind == "generative":
+        from .generative import GenerativePRM
+
+        return GenerativePRM.from_pretrained(name, device, precision)
+    return PRM.from_pretrained(name, device, precision, fmt if fmt in FORMATS else None)
+
+
 def saved_format(name: str | Path) -> str | None:
     """The input format recorded in a trained PRM directory, None for a base model or hub id."""
     return saved_config(name).get("input_format")
 
 
 class PRM(nn.Module):
+    kind = "scalar"
+
     def __init__(self, backbone, processor, fmt: str = "paper", prefix_end: str = "stripped"):
         super().__init__()
         self.backbone = backbone
@@ -248,7 +272,8 @@ class PRM(nn.Module):
         (backbone or self.backbone).save_pretrained(out)
         self.processor.save_pretrained(out)
         torch.save(self.head.state_dict(), out / HEAD_FILE)
-        (out / CONFIG_FILE).write_text(json.dumps({"input_format": self.fmt, "prefix_end": self.prefix_end}) + "\n")
+        (out / CONFIG_FILE).write_text(json.dumps({"kind": self.kind, "input_format": self.fmt,
+                                                             "prefix_end": self.prefix_end}) + "\n")
 
     @property
     def device(self) -> torch.device:

@@ -20,6 +20,7 @@ Deviations from a plain use of betty, each for a reason:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -44,17 +45,19 @@ from .aggregation import aggregate
 from .cli import StageArgs
 from .domains import MMPR_DOMAINS, domain_table
 from .io import DataError, atomic_write_text, write_json
-from .instance_weights import ACTIVATIONS, InstanceTable, per_domain
+from .export import DEFAULT_THRESHOLD
+from .generative import CHAIN_AGGREGATIONS, LOSS_TARGETS, GenerativePRM, upper_loss
+from .instance_weights import ACTIVATIONS, InstanceNet, InstanceTable, per_domain
 from .models import PRM_BASE
 from .packing import TreeScorer
-from .prm import FORMATS, HEAD_FILE, PREFIX_ENDS, PRM, PRMEncoder
+from .prm import FORMATS, HEAD_FILE, KINDS, PREFIX_ENDS, PRM, PRMEncoder
 from .samples import NO_STEP_RULES, load_meta, load_train
 
 # betty prints INFO lines for every problem and step; our progress bar and log.jsonl say the same.
 logging.getLogger("betty").addFilter(lambda record: record.levelno >= logging.WARNING)
 
 HYPERGRADIENTS = ("darts", "neumann", "cg", "sama")
-REWEIGHTS = ("domain", "instance_table")  # instance_net needs the generative kind: not yet
+REWEIGHTS = ("domain", "instance_table", "instance_net")
 PRECISIONS = ("fp32", "bf16", "bf16_weights")
 REGIMES = {"fp32": "fp32 weights, no autocast", "bf16": "bf16 autocast, fp32 master weights",
            "bf16_weights": "bf16 weights and optimiser state (the released code's regime)"}
@@ -66,7 +69,13 @@ class ReweightConfig(StageArgs):
     """Train the PRM and the domain weights together by bi-level optimisation (DreamPRM, SPEC stage 7)."""
     train: str = field(default="runs/mc/train.jsonl", metadata={"help": "train records (JSON or JSONL)"})
     meta: str = field(default="runs/meta/meta.jsonl", metadata={"help": "meta records (JSON or JSONL)"})
-    prm: str = field(default=PRM_BASE, metadata={"help": "PRM backbone: hub id or local directory"})
+    prm: str = field(default=PRM_BASE, metadata={
+        "help": "PRM backbone: hub id or local directory; a trained PRM directory (e.g. a --baseline run's prm) "
+                "continues from it: the 1.5 cold start"})
+    prm_kind: str = field(default="scalar", metadata={
+        "help": "scalar: DreamPRM's head on the logits, MSE to MC accuracy; generative: the backbone's own + / - "
+                "tokens in a multi-turn conversation (DreamPRM-1.5, VisualPRM), cross-entropy on them. Saved with "
+                "the PRM, so scoring reads it back"})
     out: str = field(default="runs/reweighting", metadata={"help": "output directory"})
     figs: str = field(default="figs", metadata={"help": "directory for the two domain-weight figures"})
     input_format: str = field(default="paper", metadata={"help": f"PRM input format: {', '.join(FORMATS)}"})
@@ -117,6 +126,18 @@ class ReweightConfig(StageArgs):
     activation: str = field(default="leaky_relu", metadata={
         "help": "instance weights: leaky_relu, relu, none, clip ([-1, 3]) or sigmoid of the raw weight"})
     initialization: float = field(default=1.0, metadata={"help": "instance table: the raw weights' start"})
+    net_hidden: int = field(default=500, metadata={"help": "instance net: hidden width of the MLP"})
+    net_layers: int = field(default=1, metadata={"help": "instance net: hidden layers of the MLP"})
+    net_input_grad: bool = field(default=False, metadata={
+        "help": "instance net: let the lower loss's gradient reach the PRM through the weight's input (the + / - "
+                "logits), as the 1.5 release does; off: the PRM cannot lower its loss by lowering its weights"})
+    aggregation: str = field(default="mean", metadata={
+        "help": f"generative upper loss: a meta chain's score from its steps' ({', '.join(CHAIN_AGGREGATIONS)})"})
+    loss_target: str = field(default="both", metadata={
+        "help": "generative upper loss: plus = the chain's P(+) against its label; both = wrong chains scored on "
+                "P(-), every chain against 1 (the 1.5 default)"})
+    label_threshold: float = field(default=DEFAULT_THRESHOLD, metadata={
+        "help": "generative kind on MC-labelled nodes: a step is '+' when its accuracy > this (rows keep theirs)"})
 
 
 class DomainWeights(nn.Module):
@@ -154,8 +175,9 @@ class InfiniteSampler(Sampler):
 
 
 class _Samples(Dataset):
-    def __init__(self, samples, labels, rows=None):
+    def __init__(self, samples, labels, rows=None, instances=None):
         self.samples, self.labels, self.rows = samples, labels, rows  # rows: each sample's weight (domain or instance)
+        self.instances = instances
 
     def __len__(self):
         return len(self.samples)
@@ -164,14 +186,24 @@ class _Samples(Dataset):
         return i
 
 
-def _collate(ds: _Samples, encoder: PRMEncoder | None):
-    """encoder None: the batch keeps its samples for the tree-packed scorer, which encodes them itself."""
+def _collate(ds: _Samples, encoder):
+    """`encoder`: a scalar `PRMEncoder` (one label and weight row per prefix), a `GenerativeEncoder` (samples are
+    chats: one weight row per chat, its labels inside it), or None: the batch keeps its samples for the
+    tree-packed scorer, which encodes them itself."""
+    generative = hasattr(encoder, "encode_chat")
+
     def collate(idx: list[int]) -> dict:
         samples = [ds.samples[i] for i in idx]
-        out = {"counts": [len(s.prefixes) for s in samples]}
-        out.update({"prm": encoder(samples)} if encoder is not None else {"samples": samples})
+        if generative:
+            out = {"prm": [encoder.encode_chat(c) for c in samples], "counts": [len(c.labels) for c in samples]}
+        else:
+            out = {"counts": [len(s.prefixes) for s in samples]}
+            out.update({"prm": encoder(samples)} if encoder is not None else {"samples": samples})
         if ds.rows is None:  # meta: one true/false label per record
             out["labels"] = torch.tensor([ds.labels[i] for i in idx])
+        elif generative:
+            out["weight_rows"] = torch.tensor([ds.rows[i] for i in idx])
+            out["instances"] = [ds.instances[i] for i in idx]
         else:  # train: one MC label and one weight row per prefix
             out["labels"] = torch.tensor([a for i in idx for a in ds.labels[i]])
             out["weight_rows"] = torch.tensor([ds.rows[i] for i in idx for _ in ds.labels[i]])
@@ -206,18 +238,41 @@ class LowerPRM(_Common, ImplicitProblem):
             self._in_own_step = False
 
     def training_step(self, batch):
-        labels, rows = batch["labels"].to(self.device), batch["weight_rows"].to(self.device)
-        if not self._in_own_step and self.config.type in FINITE_DIFFERENCE:
-            with torch.no_grad():  # only d loss / d alpha is wanted: no graph through the PRM
-                per = (self.module(batch["prm"]) - labels) ** 2
+        fd = not self._in_own_step and self.config.type in FINITE_DIFFERENCE
+        with torch.no_grad() if fd else contextlib.nullcontext():  # fd: only d loss / d alpha is wanted
+            per, two_way = self._losses(batch)
+        rows = batch["weight_rows"].to(self.device)
+        if not hasattr(self, "weights"):  # the baseline
+            w = torch.ones_like(per)
+        elif isinstance(self.weights.module, InstanceNet):
+            w = self.weights(self._net_input(batch, two_way), batch["counts"])
+            if self._in_own_step:
+                self.weights.module.remember(batch["instances"], w)
         else:
-            per = (self.module(batch["prm"]) - labels) ** 2
-        weights = self.weights() if hasattr(self, "weights") else None  # absent in the baseline
-        w = weights[rows] if weights is not None else torch.ones_like(per)
+            w = self.weights()[rows]
         loss = (w * per).mean()
         if not self._in_own_step:
             return loss  # betty's hypergradient code wants the bare loss
         return {"loss": loss, "plain_loss": per.mean().item()}
+
+    def _net_input(self, batch, two_way):
+        """What the instance net reads. Detached (the default), the input is a constant of the lower step: the
+        one its own pass computed, also in betty's finite-difference passes at perturbed phi, whose input would
+        otherwise move with phi and add a term the detached lower problem does not have (the hypergradient test
+        checks this). `--net_input_grad`: the live logits, gradient and all, as the 1.5 release."""
+        if self.cfg.net_input_grad:
+            return two_way
+        if self._in_own_step or getattr(self, "_input_of", (None,))[0] is not batch:
+            self._input_of = (batch, two_way.detach())
+        return self._input_of[1]
+
+    def _losses(self, batch):
+        """Per-row losses (scalar: per prefix, MSE to MC accuracy; generative: per chat, cross-entropy on its
+        label tokens) and, for the generative kind, the + / - logits the instance net reads."""
+        if isinstance(self.module, GenerativePRM):
+            logits = self.module.label_logits(batch["prm"])
+            return self.module.lm_loss(batch["prm"], logits=logits), self.module.two_way(logits)
+        return (self.module(batch["prm"]) - batch["labels"].to(self.device)) ** 2, None
 
     def configure_train_data_loader(self):
         return self.cfg.loader
@@ -234,12 +289,17 @@ class UpperWeights(_Common, ImplicitProblem):
     last_grad: torch.Tensor | None = None
 
     def training_step(self, batch):
+        labels = batch["labels"]
+        if isinstance(self.prm.module, GenerativePRM):  # DreamPRM-1.5: aggregated P(+) (or P(label)) vs label
+            two_way = self.prm.module.two_way(self.prm.module.label_logits(batch["prm"]))
+            return {"loss": upper_loss(two_way, batch["counts"], labels, self.cfg.aggregation, self.cfg.loss_target)}
         scores = self.cfg.tree.score(batch["samples"], grad=True) if "samples" in batch else self.prm(batch["prm"])
         cot = aggregate(scores.float(), batch["counts"], "mean_log_odds")
-        return {"loss": F.mse_loss(cot, batch["labels"].to(cot.device))}
+        return {"loss": F.mse_loss(cot, labels.to(cot.device))}
 
     def grad_callback(self):
-        self.last_grad = self.module.raw.grad.detach().clone() if self.module.raw.grad is not None else None
+        grads = [p.grad.detach().flatten() for p in self.module.parameters() if p.grad is not None]
+        self.last_grad = torch.cat(grads).clone() if grads else None
 
     def configure_train_data_loader(self):
         return self.cfg.loader
@@ -248,6 +308,7 @@ class UpperWeights(_Common, ImplicitProblem):
 class _Cfg:
     def __init__(self, cfg: ReweightConfig, loader, tree: TreeScorer | None = None):
         self.precision, self.loader, self.tree = cfg.precision, loader, tree
+        self.aggregation, self.loss_target, self.net_input_grad = cfg.aggregation, cfg.loss_target, cfg.net_input_grad
 
 
 class DreamEngine(Engine):
@@ -273,9 +334,12 @@ class Reweighter:
         self.cfg = cfg
         for name, allowed in (("hypergradient", HYPERGRADIENTS), ("precision", PRECISIONS), ("input_format", FORMATS),
                               ("prefix_end", PREFIX_ENDS), ("meta_without_steps", NO_STEP_RULES),
-                              ("reweight", REWEIGHTS), ("activation", tuple(ACTIVATIONS))):
+                              ("reweight", REWEIGHTS), ("activation", tuple(ACTIVATIONS)), ("prm_kind", KINDS),
+                              ("aggregation", CHAIN_AGGREGATIONS), ("loss_target", LOSS_TARGETS)):
             if getattr(cfg, name) not in allowed:
                 raise DataError(f"--{name} must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}")
+        if cfg.reweight == "instance_net" and cfg.prm_kind != "generative":
+            raise DataError("--reweight instance_net reads the PRM's + / - logits: it needs --prm_kind generative")
         # One writer per run directory, taken before anything in it is read or written: two copies resuming one
         # run would read each other's half-written checkpoints and log iterations twice. Under torchrun every
         # rank shares the directory and only rank 0 writes (after_step, finish), so only rank 0 locks it.
@@ -286,16 +350,7 @@ class Reweighter:
             self.out = cfg.resolve(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.announce()
-        root = Path(cfg.path).resolve()
-        self.train_data = load_train(cfg.resolve(cfg.train), root, cfg.input_format, cfg.prefix_end,
-                                     images=cfg.images, skips=cfg.skips(f"train {cfg.resolve(cfg.train)}"))
-        self.meta_data = load_meta(cfg.resolve(cfg.meta), root, cfg.meta_without_steps,
-                                   images=cfg.images, skips=cfg.skips(f"meta {cfg.resolve(cfg.meta)}"))
-        self._report_skips()
-        print(f"meta records by label and step text ({cfg.meta}; rule for records without steps: "
-              f"{cfg.meta_without_steps}):\n{self.meta_data.table()}")
-        if self.meta_data.warning():
-            print(f"WARNING: {self.meta_data.warning()}")
+        self._load_data()
         allowed = None
         if cfg.domains == "mmpr":
             allowed = MMPR_DOMAINS
@@ -311,23 +366,49 @@ class Reweighter:
         # bf16_weights keeps the released code's bf16 weights for a like-for-like comparison.
         self.weight_precision = "bf16" if cfg.precision == "bf16_weights" else "fp32"
         prm = cfg.resolve(cfg.prm)  # a local directory relative to --path, else a hub id
-        self.prm = PRM.from_pretrained(str(prm) if prm.exists() else cfg.prm, cfg.device, self.weight_precision,
-                                       cfg.input_format, cfg.prefix_end)
+        self.prm = self._load_prm(str(prm) if prm.exists() else cfg.prm, cfg.device)
         self.peft = None
         self._adapt_backbone()
+        self.domain_of = dict(zip(self.train_data.instances, self.train_data.domains))
         if cfg.reweight == "domain":
-            self.weights = DomainWeights(self.domains).to(self.prm.device)
+            self.weights = DomainWeights(self.domains)
             self.rows = [self.domain_index[d] for d in self.train_data.domains]
+        elif cfg.reweight == "instance_net":
+            self.weights = InstanceNet(cfg.net_hidden, cfg.net_layers, cfg.activation)
+            self.rows = list(range(len(self.train_data.samples)))
         else:
             try:
                 self.weights = InstanceTable(self.train_data.instances, cfg.activation, cfg.initialization)
             except ValueError as e:
                 raise DataError(f"{cfg.resolve(cfg.train)}: {e}") from None
-            self.weights = self.weights.to(self.prm.device)
             self.rows = list(range(len(self.train_data.samples)))
-            self.domain_of = dict(zip(self.train_data.instances, self.train_data.domains))
+        self.weights = self.weights.to(self.prm.device)
         self.start = 0
         self.t0 = time.perf_counter()
+
+    def _load_data(self):
+        cfg, root = self.cfg, Path(self.cfg.path).resolve()
+        train, meta = cfg.resolve(cfg.train), cfg.resolve(cfg.meta)
+        tskips, mskips = cfg.skips(f"train {train}"), cfg.skips(f"meta {meta}")
+        if cfg.prm_kind == "generative":  # conversation rows or our records, as chats (dreamprm.chats)
+            from .chats import load_meta_chats, load_train_chats, train_system
+
+            self.train_data = load_train_chats(train, root, cfg.images, tskips, cfg.label_threshold)
+            self.system = train_system(self.train_data)
+            self.meta_data = load_meta_chats(meta, root, cfg.meta_without_steps, cfg.images, mskips, self.system)
+        else:
+            self.train_data = load_train(train, root, cfg.input_format, cfg.prefix_end, cfg.images, tskips)
+            self.meta_data = load_meta(meta, root, cfg.meta_without_steps, cfg.images, mskips)
+        self._report_skips()
+        print(f"meta records by label and step text ({cfg.meta}; rule for records without steps: "
+              f"{cfg.meta_without_steps}):\n{self.meta_data.table()}")
+        if self.meta_data.warning():
+            print(f"WARNING: {self.meta_data.warning()}")
+
+    def _load_prm(self, name: str, device):
+        if self.cfg.prm_kind == "generative":
+            return GenerativePRM.from_pretrained(name, device, self.weight_precision, system=self.system)
+        return PRM.from_pretrained(name, device, self.weight_precision, self.cfg.input_format, self.cfg.prefix_end)
 
     def _report_skips(self):
         """One line per input with skipped records (kinds, first file:line), then the --max_skip_fraction ceiling.
@@ -379,7 +460,7 @@ class Reweighter:
     def build(self):
         cfg = self.cfg
         enc = self.prm.encoder
-        train_ds = _Samples(self.train_data.samples, self.train_data.labels, self.rows)
+        train_ds = _Samples(self.train_data.samples, self.train_data.labels, self.rows, self.train_data.instances)
         meta_ds = _Samples(self.meta_data.samples, self.meta_data.labels)
         upper_steps = self.start // cfg.unroll_steps
         lower_loader = self._loader(train_ds, enc, cfg.train_batch_size,
@@ -388,8 +469,8 @@ class Reweighter:
             raise ValueError(f"--meta_packing must be tree or none; got {cfg.meta_packing!r}")
         tree = None
         # stepwise already scores a record in one row; use_cache, which the tree needs, is off under checkpointing
-        if (cfg.meta_packing == "tree" and cfg.input_format == "paper" and not cfg.gradient_checkpointing
-                and cfg.strategy == "default"):
+        if (cfg.meta_packing == "tree" and cfg.prm_kind == "scalar" and cfg.input_format == "paper"
+                and not cfg.gradient_checkpointing and cfg.strategy == "default"):
             tree = TreeScorer(self.prm)
         meta_loader = self._loader(meta_ds, None if tree else enc, cfg.meta_batch_size,
                                    upper_steps * cfg.meta_batch_size, cfg.seed + 1)
@@ -451,6 +532,7 @@ class Reweighter:
             "iteration": it, "weights": self.weights.state_dict(),
             "lower_opt": self.lower.optimizer.state_dict(), "lower_sched": self.lower.scheduler.state_dict(),
             "upper_opt": self.upper.optimizer.state_dict() if self.upper else None,
+            "weights_seen": getattr(self.weights, "seen", None),
             "lora": get_peft_model_state_dict(self.peft) if self.peft is not None else None,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "config": asdict(self.cfg),
@@ -470,14 +552,15 @@ class Reweighter:
             return 0
         ck = dirs[-1]
         state = torch.load(ck / "state.pt", map_location="cpu", weights_only=False)
-        if self.peft is not None:  # base weights are --prm's; only adapters and head were trained
+        if self.peft is not None:  # base weights are --prm's; only adapters (and the scalar head) were trained
             set_peft_model_state_dict(self.peft, state["lora"])
-            self.prm.head.load_state_dict(torch.load(ck / "prm" / HEAD_FILE, map_location=self.prm.device))
+            if isinstance(self.prm, PRM):
+                self.prm.head.load_state_dict(torch.load(ck / "prm" / HEAD_FILE, map_location=self.prm.device))
         else:
-            loaded = PRM.from_pretrained(str(ck / "prm"), str(self.prm.device), self.weight_precision,
-                                         self.cfg.input_format, self.cfg.prefix_end)
-            self.prm.load_state_dict(loaded.state_dict())
+            self.prm.load_state_dict(self._load_prm(str(ck / "prm"), str(self.prm.device)).state_dict())
         self.weights.load_state_dict(state["weights"])
+        if state.get("weights_seen") is not None:
+            self.weights.seen = dict(state["weights_seen"])
         self.start = state["iteration"]
         self._resume_state = state
         return self.start
@@ -583,7 +666,7 @@ class Reweighter:
                                "meta_rule": self.meta_data.dropped.as_dict()},
                    "meta_without_steps": self.meta_data.without_steps,
                    "meta_steps_by_label": self.meta_data.steps_by_label, "meta_warning": self.meta_data.warning(),
-                   "prm": str(final), "reweight": self.cfg.reweight}
+                   "prm": str(final), "prm_kind": self.cfg.prm_kind, "reweight": self.cfg.reweight}
         if by_domain:
             summary["instance_weights_by_domain"] = by_domain
         write_json(self.out / "summary.json", summary)

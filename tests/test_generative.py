@@ -16,7 +16,7 @@ def test_the_conversation_puts_image_question_and_step_one_in_the_first_user_tur
     msgs = conversation("What is 3 + 4?", STEPS, has_image=True, labels=["+", "+", "-"])
     assert [m["role"] for m in msgs] == ["system", "user", "assistant"] * 1 + ["user", "assistant"] * 2
     assert msgs[1]["content"][0] == {"type": "image"}
-    assert msgs[1]["content"][1]["text"] == f"What is 3 + 4?\n\n{STEPS[0]}"
+    assert msgs[1]["content"][1]["text"] == f"What is 3 + 4?\n\nSolution:\n{STEPS[0]}"
     assert [m["content"][0]["text"] for m in msgs if m["role"] == "assistant"] == ["+", "+", "-"]
     with pytest.raises(ValueError, match="without steps"):
         conversation("Q", [], has_image=False)

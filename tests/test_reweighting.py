@@ -35,12 +35,17 @@ def test_domain_weights_start_at_one_and_average_one():
         assert abs(float(w().mean()) - 1) < 1e-6 and w().min() > 0
 
 
-@pytest.mark.parametrize("reweight", ["domain", "instance_table"])
-def test_hypergradient_matches_autograd(tmp_path, tiny_models, reweight):
-    """The darts hypergradient reaching alpha (domain weights, or the instance table) in one real step agrees
-    with exact autograd (cosine >= 0.99)."""
+@pytest.mark.parametrize("kind,reweight", [("scalar", "domain"), ("scalar", "instance_table"),
+                                           ("generative", "domain"), ("generative", "instance_table"),
+                                           ("generative", "instance_net"), ("generative", "instance_net_input_grad")])
+def test_hypergradient_matches_autograd(tmp_path, tiny_models, kind, reweight):
+    """The darts hypergradient reaching the upper level (domain weights, the instance table, or the instance net's
+    parameters) in one real step agrees with exact autograd (cosine >= 0.99), for both PRM kinds."""
     write_problem(tmp_path, per_domain=4)
-    cfg = config(tmp_path, tiny_models["prm"], "--iterations", "5", "--train_batch_size", "4", "--reweight", reweight)
+    input_grad = reweight.endswith("_input_grad")  # the 1.5 release's net: the PRM's gradient also flows through w
+    cfg = config(tmp_path, tiny_models["prm"], "--iterations", "5", "--train_batch_size", "4",
+                 "--reweight", reweight.removesuffix("_input_grad"), f"--net_input_grad={input_grad}",
+                 "--prm_kind", kind, "--net_hidden", "16", "--meta_lr", "0")  # alpha stays where its gradient was taken
     r = Reweighter(cfg)
     r.run()
     got = r.upper.last_grad
@@ -51,17 +56,34 @@ def test_hypergradient_matches_autograd(tmp_path, tiny_models, reweight):
     v = torch.autograd.grad(meta_loss, params, allow_unused=True)
     v = [torch.zeros_like(p) if g is None else g for p, g in zip(params, v)]
     # exact: -d/dalpha (dL_train/dphi . v), and L_train = mean_i w_i(alpha) l_i(phi) is linear in w, so
-    # it is -d/dalpha mean_i w_i(alpha) (dl_i/dphi . v): per-node first derivatives, no double backward.
+    # it is -d/dalpha mean_i w_i(alpha) (dl_i/dphi . v): per-row first derivatives, no double backward.
+    # (The instance net reads its lower step's logits, detached by default, so its weights add no term through phi.)
     batch = lower.cur_batch
-    per = (r.prm(batch["prm"]) - batch["labels"]) ** 2
+    per, two_way = lower._losses(batch)
+    if input_grad:  # w depends on phi too: the mixed second derivative, by double backward (math attention has one)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        alpha = list(r.weights.parameters())
+        with sdpa_kernel(SDPBackend.MATH):
+            per, two_way = lower._losses(batch)
+            g = torch.autograd.grad((r.weights(two_way, batch["counts"]) * per).mean(), params, create_graph=True,
+                                    allow_unused=True)
+        dot = sum((gi * vi).sum() for gi, vi in zip(g, v) if gi is not None)
+        exact = torch.cat([x.flatten() for x in torch.autograd.grad(dot, alpha)])
+        cos = torch.nn.functional.cosine_similarity(got, -exact, dim=0)
+        assert got.abs().sum() > 0 and cos >= 0.99, (got, -exact, cos)
+        return
     dots = []
     for i in range(len(per)):
         gi = torch.autograd.grad(per[i], params, retain_graph=True, allow_unused=True)
         dots.append(sum((g * vi).sum() for g, vi in zip(gi, v) if g is not None))
-    w = r.weights()[batch["weight_rows"]]
-    exact = -torch.autograd.grad((w * torch.stack(dots).detach()).mean(), r.weights.raw)[0]
-    cos = torch.nn.functional.cosine_similarity(got, exact, dim=0)
-    assert got.abs().sum() > 0 and cos >= 0.99, (got, exact, cos)
+    if reweight == "instance_net":
+        w, alpha = r.weights(lower._net_input(batch, two_way), batch["counts"]), list(r.weights.parameters())
+    else:
+        w, alpha = r.weights()[batch["weight_rows"]], [r.weights.raw]
+    exact = torch.cat([g.flatten() for g in torch.autograd.grad((w * torch.stack(dots).detach()).mean(), alpha)])
+    cos = torch.nn.functional.cosine_similarity(got, -exact, dim=0)
+    assert got.abs().sum() > 0 and cos >= 0.99, (got, -exact, cos)
     if reweight == "instance_table":  # only the instances of the last lower batch get a hypergradient
         assert (got != 0).sum() <= len(set(batch["weight_rows"].tolist()))
 
