@@ -42,9 +42,11 @@ from .answers import extract_choice, normalize_text, parse_number
 from .cli import StageArgs
 from .io import (AppendWriter, BadRecord, DataError, Skips, atomic_write_text, iter_jsonl, load_image, lock_output,
                  number, read_json, read_records, require, where, write_json, write_jsonl)
+from . import prm as prm_module
+from .generative import FORMAT as GENERATIVE_FORMAT
 from .models import chat
 from .packing import TreeScorer
-from .prm import FORMATS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format, scored_text
+from .prm import FORMATS, KINDS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format, saved_kind, scored_text
 from .samples import check_policy, image_path, response_sample
 from .samples import label as as_bool_label
 from .steps import final_answer_text, has_final_answer, num_steps
@@ -253,6 +255,9 @@ class ScoreConfig(SelectConfig):
     input_format: str = field(default="auto", metadata={
         "help": f"PRM input format: {', '.join(FORMATS)}, or auto: the one the PRM was trained with "
                 "(<prm>/prm_config.json; paper if absent). Must be the format the PRM was trained with"})
+    prm_kind: str = field(default="auto", metadata={
+        "help": "auto: the kind the PRM was trained as (<prm>/prm_config.json; scalar if absent); scalar or "
+                "generative (+ / - tokens; e.g. a converted VisualPRM or DreamPRM-1.5 checkpoint)"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"})
     batch_size: int = field(default=8, metadata={
         "help": "candidates (samples, all their step prefixes) per forward pass; a question's candidates share "
@@ -278,7 +283,24 @@ def prm_location(cfg: ScoreConfig) -> str:
     raise DataError(f"--prm {cfg.prm}: no such directory ({local}; a relative path resolves against --path)")
 
 
+def resolve_kind(cfg: ScoreConfig, location: str | None = None) -> str:
+    """--prm_kind, or with auto the kind a local PRM directory records (scalar for a base model or hub id)."""
+    if cfg.prm_kind != "auto":
+        if cfg.prm_kind not in KINDS:
+            raise DataError(f"--prm_kind must be auto or one of {', '.join(KINDS)}, got {cfg.prm_kind!r}")
+        return cfg.prm_kind
+    location = location or prm_location(cfg)
+    local = Path(location).is_absolute() and Path(location).is_dir()
+    return (saved_kind(location) if local else None) or "scalar"
+
+
 def resolve_format(cfg: ScoreConfig, location: str | None = None) -> str:
+    """The input format: a generative PRM has one (`conversation`); a scalar one --input_format, or with auto the
+    format it was trained with."""
+    if resolve_kind(cfg, location) == "generative":
+        if cfg.input_format not in ("auto", GENERATIVE_FORMAT):
+            raise DataError(f"--input_format {cfg.input_format}: a generative PRM reads conversations; leave it auto")
+        return GENERATIVE_FORMAT
     if cfg.input_format != "auto":
         if cfg.input_format not in FORMATS:
             raise DataError(f"--input_format must be auto or one of {', '.join(FORMATS)}, got {cfg.input_format!r}")
@@ -289,11 +311,12 @@ def resolve_format(cfg: ScoreConfig, location: str | None = None) -> str:
     return fmt if fmt in FORMATS else "paper"
 
 
-def load_prm(cfg: ScoreConfig, location: str, fmt: str) -> PRM:
-    """The PRM; a directory or hub id that holds no loadable model is one line naming --prm."""
+def load_prm(cfg: ScoreConfig, location: str, fmt: str):
+    """The PRM of either kind; a directory or hub id that holds no loadable model is one line naming --prm."""
     cfg.announce("PRM", cfg.precision)  # where it runs, before the (possibly long) load
+    kind = "generative" if fmt == GENERATIVE_FORMAT else "scalar"
     try:
-        return PRM.from_pretrained(location, cfg.device, cfg.precision, fmt).eval()
+        return prm_module.load_prm(location, cfg.device, cfg.precision, kind, fmt).eval()
     except (OSError, ValueError) as e:  # transformers' "no config.json", "not a valid model identifier", ...
         raise DataError(f"--prm {cfg.prm}: cannot load a PRM from {location}: {' '.join(str(e).split())}") from None
 
@@ -439,8 +462,7 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
                   f"candidates; {resumed} questions already in {w.path}, {todo} to score ({fmt} format, "
                   f"per {cfg.unit})")
             if todo and scorer is None:
-                prm = load_prm(cfg, location, fmt)
-                scorer = TreeScorer(prm).score if cfg.packing == "tree" else _plain(prm)
+                scorer = fast_scorer(load_prm(cfg, location, fmt), cfg.packing)
             now = score_questions(questions, scorer, w, cfg.batch_size, meta, f"PRM {bench}") if todo else Counter()
             counts = scoring_counts(questions, w, cfg.unit)
             for why, k in counts.items():
@@ -455,7 +477,13 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
     return report
 
 
-def _plain(prm: PRM):
+def fast_scorer(prm, packing: str = "tree"):
+    """samples -> one score per step prefix, no gradient. A scalar PRM: the tree-packed scorer (`tree`, exact and
+    far fewer tokens) or `prm.score` on padded batches (`none`). A generative PRM already scores every step of a
+    candidate in one pass: `prm.score`, whatever `packing` says."""
+    if packing == "tree" and prm.kind == "scalar":
+        return TreeScorer(prm).score
+
     def score(samples):
         with torch.inference_mode():
             return prm.score(samples)

@@ -57,6 +57,16 @@ def load_judge(name: str = JUDGE, device: str | None = None, precision: str = "a
     return model.eval(), tokenizer
 
 
+def chat_template(image_slot: str) -> str:
+    """A ChatML template (Qwen2's, InternVL's `internvl2_5` conversation) over string or image/text content;
+    `image_slot` is what an image part renders as, expanded by the processor. Used by the tiny checkpoints and the
+    InternVL converter (`dreamprm.convert`)."""
+    return ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}"
+            "{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}" + image_slot +
+            "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
 def chat(text: str, image=None) -> list[dict]:
     """One user turn: the image (if any) first, then the text, as the paper's prompts place it."""
     content = ([{"type": "image", "image": image}] if image is not None else []) + [{"type": "text", "text": text}]

@@ -309,14 +309,14 @@ def random_scores(item_id, n_steps: int, seed: int = 0) -> list[float]:
 
 
 def prm_scorer(prm) -> Callable[[list[StepItem]], list[list[float]]]:
-    """Items -> one score per step each, through best-of-N's tree-packed scorer."""
-    from .packing import TreeScorer
+    """Items -> one score per step each, through best-of-N's scorer (`bon.fast_scorer`, either PRM kind)."""
+    from .bon import fast_scorer
 
-    tree = TreeScorer(prm)
+    fast = fast_scorer(prm)
 
     def score(items):
         samples = [step_sample(it) for it in items]
-        flat = tree.score(samples).float().cpu().tolist()
+        flat = fast(samples).float().cpu().tolist()
         out, k = [], 0
         for s in samples:
             out.append(flat[k:k + len(s.prefixes)])
@@ -390,6 +390,8 @@ class StepEvalConfig(StageArgs):
                 "(VisualPRM's evaluation); correct / incorrect = counted as that label"})
     input_format: str = field(default="auto", metadata={
         "help": "PRM input format: paper, stepwise, or auto (the one the PRM was trained with)"})
+    prm_kind: str = field(default="auto", metadata={
+        "help": "auto (the kind the PRM was trained as, scalar if unrecorded), scalar or generative, as BoN/score.py"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"})
     batch_size: int = field(default=8, metadata={"help": "solutions per forward pass"})
 

@@ -13,20 +13,13 @@ from pathlib import Path
 
 from . import prompts
 from .cli import StageArgs, parse_args
+from .models import chat_template
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 INTERNVL_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>",
                    "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
 QWEN2VL_TOKENS = {"vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>",
                   "image_token": "<|image_pad|>", "video_token": "<|video_pad|>"}
-
-
-def _chat_template(image_slot: str) -> str:
-    """A Qwen-style chat template; content may be a string or a list of image/text parts."""
-    return ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}"
-            "{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}" + image_slot +
-            "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
-            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 def _corpus() -> list[str]:
@@ -83,7 +76,7 @@ def build_policy(out: Path) -> None:
         image_processor=T.GotOcr2ImageProcessor(size={"height": 56, "width": 56}, crop_to_patches=True,
                                                 max_patches=2),
         tokenizer=tok, video_processor=T.InternVLVideoProcessor(), image_seq_length=4,
-        chat_template=_chat_template("<IMG_CONTEXT>\n"))
+        chat_template=chat_template("<IMG_CONTEXT>\n"))
     T.InternVLForConditionalGeneration(cfg).save_pretrained(out)
     proc.save_pretrained(out)
 
@@ -105,7 +98,7 @@ def build_prm(out: Path) -> None:
     proc = T.Qwen2VLProcessor(
         image_processor=T.Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112), tokenizer=tok,
         video_processor=T.Qwen2VLVideoProcessor(),
-        chat_template=_chat_template("<|vision_start|><|image_pad|><|vision_end|>"))
+        chat_template=chat_template("<|vision_start|><|image_pad|><|vision_end|>"))
     T.Qwen2VLForConditionalGeneration(cfg).save_pretrained(out)
     proc.save_pretrained(out)
 
@@ -115,7 +108,7 @@ def build_judge(out: Path) -> None:
     import transformers as T
 
     tok = _tokenizer({})
-    tok.chat_template = _chat_template("")
+    tok.chat_template = chat_template("")
     T.Qwen2ForCausalLM(T.Qwen2Config(**_text_config(tok))).save_pretrained(out)
     tok.save_pretrained(out)
 
