@@ -5,6 +5,11 @@ Upper level (alpha):         min  sum_j (sigmoid(mean_k logit PRM(prefix_jk)) - 
 Domain weights: w = softplus(alpha) / mean(softplus(alpha)), alpha starting at 0 so every weight starts
 at 1 and they always average 1. The hypergradient is betty's (darts by default, unroll 5 lower steps).
 
+DreamPRM-1.5 through the same loop (reweighting/README.md): `--prm_kind generative` trains the backbone's own
+`+` / `-` tokens (lower: cross-entropy per response; upper: `generative.upper_loss`), and `--reweight
+instance_table | instance_net` replaces the domain weights by one weight per train instance
+(`dreamprm.instance_weights`). Everything else (schedule, resume, logs, checks) is shared.
+
 Deviations from a plain use of betty, each for a reason:
 - bf16 autocast is ours: betty's `precision="bf16"` uses a CUDA-only autocast and silently runs fp32 on
   a CPU. Master weights stay fp32 (`--precision bf16`, the default). The released code instead loads the PRM
@@ -505,12 +510,13 @@ class Reweighter:
         return self
 
     def _write_weights(self, where: Path) -> None:
-        """domain_weights.json (for instance tables: each domain's mean instance weight), and for instance tables
-        instance_weights.json: every instance id with its weight and domain."""
+        """domain_weights.json (for instance weights: each domain's mean), and for instance weights
+        instance_weights.json: every instance id with its domain, question id (the record's `id`) and weight."""
         write_json(where / "domain_weights.json", self.weight_summary()[0])
         if self.cfg.reweight != "domain":
+            question = dict(zip(self.train_data.instances, self.train_data.ids))
             write_json(where / "instance_weights.json",
-                       [{"instance": i, "domain": self.domain_of[i], "weight": w}
+                       [{"instance": i, "domain": self.domain_of[i], "question": question[i], "weight": w}
                         for i, w in self.weights.as_dict().items()])
 
     # ---- checkpoints -------------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A variant of the CPU demo (scripts/demo.sh): the three reweighting granularities on the same data, side by side.
+#   world -> train rollouts -> tree -> MC labels -> train data (with instance ids) -> meta set
+#   -> one shared warm-up of the generative PRM (--baseline)
+#   -> from it, three bi-level runs: --reweight domain (DreamPRM), instance_table and instance_net (DreamPRM-1.5)
+#   -> GRANULARITY.md: each run's per-domain weight (learned, or the mean of its instances') against the domains'
+#      known quality (Spearman), and how well the instance weights tell the questions whose ground truth the world
+#      corrupted from the clean ones (AUROC, bootstrap interval over questions).
+# The policy is SIMULATED (dreamprm/simulated.py); the PRM is the tiny Qwen2-VL, generative kind (+ / - tokens),
+# since the instance net reads the PRM's + / - logits. No best-of-N here: the demo does that.
+#
+#   bash scripts/demo_granularity.sh               # outputs in runs/granularity (about 10 minutes on 2 CPU cores)
+#
+# Why these settings: an instance weight moves only when its instance is in the lower batch the hypergradient
+# is taken on, so the upper level steps after every lower step (--unroll_steps 1) and the train set is smaller
+# than the demo's (60 questions per domain: each response is seen ~20 times); the table starts at 1 and is
+# clipped to [-1, 3] (the 1.5 run_table setting); the net ends in a sigmoid (the 1.5 run_net setting).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/setup_env.sh"
+cd "$ROOT"
+export CUDA_VISIBLE_DEVICES="" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+PY="$VENV/bin/python"
+OUT="${DEMO_OUT:-runs/granularity}"
+SEED="${DEMO_SEED:-0}"
+N_TRAIN="${DEMO_N_TRAIN:-60}"        # questions per train domain (6 domains)
+N_META="${DEMO_N_META:-40}"          # meta questions (4 responses each)
+WARMUP="${DEMO_WARMUP:-300}"         # shared lower-level-only iterations
+ITERS="${DEMO_ITERATIONS:-400}"      # iterations of each bi-level run
+TRAIN_BS="${DEMO_TRAIN_BATCH:-8}"
+META_BS="${DEMO_META_BATCH:-4}"
+LR="${DEMO_LR:-1e-3}"
+META_LR="${DEMO_META_LR:-0.02}"
+
+if [[ -d "$OUT" ]]; then
+  find "$OUT" -mindepth 1 -maxdepth 1 ! -name models -exec rm -rf {} +
+fi
+mkdir -p "$OUT"
+W="$OUT/world" R="$OUT/rollouts" MCD="$OUT/mc"
+BASE=(--path "$ROOT" --seed "$SEED")
+SIM=(--backend simulated --policy "$W/policy.json" --judge none)
+TRAIN=(--gpu cpu --precision fp32 --prm_kind generative --train_batch_size "$TRAIN_BS" --meta_batch_size "$META_BS"
+       --lr "$LR" --lr_step 1000000 --log_every 10 --keep_checkpoints 1 --train "$MCD/train.jsonl"
+       --meta "$OUT/meta/meta.jsonl")
+t0=$SECONDS
+stamp() { echo "   [$(( SECONDS - t0 )) s]"; }
+runs=""
+trap 'for p in $runs; do kill "$p" 2>/dev/null; done; true' EXIT
+
+echo "== 1 tiny models and the CPU mini world (seed $SEED)"
+stamp_models="$(cat dreamprm/tiny.py dreamprm/world.py | sha256sum | cut -d' ' -f1)"
+FORCE=()
+[[ "$(cat "$OUT/models/.stamp" 2>/dev/null)" == "$stamp_models" ]] || FORCE=(--force)
+"$PY" -m dreamprm.tiny --path "$ROOT" --out "$OUT/models" "${FORCE[@]}"
+echo "$stamp_models" > "$OUT/models/.stamp"
+"$PY" -m dreamprm.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test 1 --n_step 1
+echo "== 2 rollouts, tree, MC labels (SIMULATED completions), train data with instance ids, meta set"
+"$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset train --questions "$W/data/train.jsonl" \
+  --out "$R/train.jsonl" --n 1
+"$PY" MC/tree.py "${BASE[@]}" --responses "$R/train.jsonl" --out "$MCD/tree.jsonl"
+"$PY" MC/estimate.py "${BASE[@]}" "${SIM[@]}" --tree "$MCD/tree.jsonl" --out "$MCD/estimate.jsonl"
+"$PY" MC/train_data.py "${BASE[@]}" --nodes "$MCD/estimate.jsonl" --out "$MCD/train.jsonl"
+"$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset meta --questions "$W/data/meta.jsonl" \
+  --out "$R/meta.jsonl" --n 4
+"$PY" inference/meta_data.py "${BASE[@]}" --responses "$R/meta.jsonl" --out "$OUT/meta/meta.jsonl"
+stamp
+
+echo "== 3 warm-up: the generative PRM alone ($WARMUP iterations, every weight 1); the 1.5 cold start"
+"$PY" reweighting/train.py "${BASE[@]}" "${TRAIN[@]}" --iterations "$WARMUP" --save_every "$WARMUP" \
+  --prm "$OUT/models/prm" --out "$OUT/warmup" --figs "$OUT/warmup/figs" --baseline
+stamp
+
+echo "== 4 from the warm PRM, three bi-level runs ($ITERS iterations each, two at a time): domain,"
+echo "     instance_table, instance_net (logs in $OUT/<run>.log)"
+BILEVEL=("${TRAIN[@]}" --prm "$OUT/warmup/prm" --iterations "$ITERS" --save_every "$ITERS" --unroll_steps 1)
+launch() {  # <name> <options...>
+  local name=$1; shift
+  "$PY" reweighting/train.py "${BASE[@]}" "${BILEVEL[@]}" --out "$OUT/$name" --figs "$OUT/$name/figs" "$@" \
+    > "$OUT/$name.log" 2>&1 &
+  runs="$runs $!"
+}
+launch domain --reweight domain --meta_lr "$META_LR"
+launch instance_table --reweight instance_table --activation clip --meta_lr "$META_LR"
+for p in $runs; do wait "$p" || { echo "a bi-level run failed: see $OUT/*.log" >&2; exit 1; }; done
+runs=""
+launch instance_net --reweight instance_net --activation sigmoid --net_hidden 10 --meta_lr "$META_LR"
+for p in $runs; do wait "$p" || { echo "the instance-net run failed: see $OUT/instance_net.log" >&2; exit 1; }; done
+runs=""
+stamp
+
+echo "== 5 the three granularities side by side"
+"$PY" -m dreamprm.world_granularity --path "$ROOT" --run "$OUT"
+stamp
+echo "== finished in $(( SECONDS - t0 )) s: $OUT/GRANULARITY.md"
