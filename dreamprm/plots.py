@@ -14,12 +14,15 @@ def _plt():
     return plt
 
 
-def plot_weights(weights: dict[str, float], out: Path, title: str = "Learned domain weights") -> Path:
-    """Sorted bar chart of the final domain weights, like the paper's figure; 1.0 marked."""
+def plot_weights(weights: dict[str, float], out: Path, title: str = "Learned domain weights",
+                 spread: dict[str, float] | None = None) -> Path:
+    """Sorted bar chart of the final domain weights, like the paper's figure; 1.0 marked. `spread`: error bars
+    (the standard deviation of each domain's instance weights, when the bars are their means)."""
     plt = _plt()
     items = sorted(weights.items(), key=lambda kv: kv[1], reverse=True)
     fig, ax = plt.subplots(figsize=(max(4, 0.55 * len(items) + 1.5), 3.4))
-    ax.bar([k for k, _ in items], [v for _, v in items], color="#4C72B0")
+    ax.bar([k for k, _ in items], [v for _, v in items], color="#4C72B0",
+           yerr=[spread.get(k, 0.0) for k, _ in items] if spread else None, capsize=3)
     ax.axhline(1.0, color="gray", lw=0.8, ls="--")
     ax.set_ylabel("weight")
     ax.set_title(title)
@@ -36,8 +39,10 @@ def plot_weights_over_time(log: Path, out: Path) -> Path:
     plt = _plt()
     rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name in rows[0]["weights"] if rows else []:
-        ax.plot([r["iteration"] for r in rows], [r["weights"][name] for r in rows], label=name, lw=1.2)
+    names = sorted({n for r in rows for n in r["weights"]})  # an instance net's early rows lack unseen domains
+    for name in names:
+        ax.plot([r["iteration"] for r in rows], [r["weights"].get(name, float("nan")) for r in rows], label=name,
+                lw=1.2)
     ax.axhline(1.0, color="gray", lw=0.8, ls="--")
     ax.set_xlabel("iteration")
     ax.set_ylabel("weight")

@@ -662,7 +662,11 @@ class Reweighter:
         self._write_weights(self.out)
         figs = self.cfg.resolve(self.cfg.figs)
         tag = "baseline_" if self.cfg.baseline else ""
-        plot_weights(weights, figs / f"{tag}domain_weights.png")
+        if by_domain:
+            plot_weights(weights, figs / f"{tag}domain_weights.png", f"Mean {self.cfg.reweight} weight per domain (± std)",
+                         {d: st["std"] for d, st in by_domain.items()})
+        else:
+            plot_weights(weights, figs / f"{tag}domain_weights.png")
         plot_weights_over_time(self.out / "log.jsonl", figs / f"{tag}domain_weights_over_iterations.png")
         summary = {"iterations": self.cfg.iterations, "domains": self.domains, "weights": weights,
                    "train_samples": len(self.train_data.samples), "train_skipped": self.train_data.skipped,

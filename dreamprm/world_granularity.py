@@ -35,8 +35,9 @@ N_BOOT = 2000
 def auroc_interval(weights: list[float], clean: list[bool], n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """AUROC of clean (1) vs corrupted (-1) instances by weight, and its 95% percentile bootstrap interval."""
     w, y = np.asarray(weights, dtype=float), np.where(np.asarray(clean), 1, -1)
-    point = auroc(w, y)
-    boots = [a for idx in _indices(len(w), n_boot, seed) for a in (auroc(w[i], y[i]) for i in idx) if a is not None]
+    point = auroc(w.tolist(), y.tolist())
+    boots = [a for idx in _indices(len(w), n_boot, seed) for a in (auroc(w[i].tolist(), y[i].tolist()) for i in idx)
+             if a is not None]
     lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
     return {"auroc": point, "lo": float(lo), "hi": float(hi), "n": len(w), "n_corrupted": int((y == -1).sum()),
             "n_boot": n_boot}
