@@ -3,7 +3,8 @@
     python -m dreamprm.world_granularity --path . --run runs/granularity
 
 Reads <run>/world/{world.json, policy.json} (each domain's known quality, which questions were corrupted) and
-<run>/<name>/{summary.json, instance_weights.json} for the runs domain, instance_table and instance_net; writes
+<run>/<name>/{summary.json, instance_weights.json} for the runs domain, instance_table (scalar PRM), instance_net
+and instance_table_generative (generative PRM); writes
 <run>/GRANULARITY.md, <run>/granularity.json and <run>/figs/granularity.png.
 
 Two questions, each with its uncertainty:
@@ -26,8 +27,9 @@ from .stats import _indices
 from .stepeval import auroc
 from .world_report import CLAIM_SPEARMAN, spearman
 
-RUNS = (("domain", "Domain weights (DreamPRM)"), ("instance_table", "Instance table (DreamPRM-1.5)"),
-        ("instance_net", "Instance net (DreamPRM-1.5)"))
+RUNS = (("domain", "Domain weights (scalar PRM)"), ("instance_table", "Instance table (scalar PRM)"),
+        ("instance_net", "Instance net (generative PRM)"),
+        ("instance_table_generative", "Instance table (generative PRM)"))
 CLAIM_AUROC = 0.8
 N_BOOT = 2000
 
@@ -84,9 +86,10 @@ def page(res: dict, run: Path) -> str:
     q = res["quality"]
     names = [n for n, _ in RUNS if n in res["runs"]]
     L = ["# Reweighting granularity on the CPU mini world", "",
-         f"Run `{run}` (scripts/demo_granularity.sh): one warm generative PRM, then three bi-level runs on the same "
-         "train and meta data. Per-domain weight: learned (domain), or the mean of the domain's instance weights "
-         "(the net: the weight it gave each instance when it last trained on it). The policy is SIMULATED.", "",
+         f"Run `{run}` (scripts/demo_granularity.sh): bi-level runs on the same train and meta data, each from a "
+         "warm PRM of its kind (scalar: DreamPRM's head; generative: + / - tokens, which the instance net reads). "
+         "Per-domain weight: learned (domain), or the mean of the domain's instance weights (the net: the weight "
+         "it gave each instance when it last trained on it). The policy is SIMULATED.", "",
          "| domain | quality | " + " | ".join(res["runs"][n]["label"] for n in names) + " |",
          "|---|---:|" + "---:|" * len(names)]
     for d in sorted(q, key=lambda d: -q[d]):

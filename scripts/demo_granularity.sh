@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # A variant of the CPU demo (scripts/demo.sh): the three reweighting granularities on the same data, side by side.
 #   world -> train rollouts -> tree -> MC labels -> train data (with instance ids) -> meta set
-#   -> one shared warm-up of the generative PRM (--baseline)
-#   -> from it, three bi-level runs: --reweight domain (DreamPRM), instance_table and instance_net (DreamPRM-1.5)
+#   -> warm-ups without the upper level (the 1.5 cold start): the demo's scalar PRM and the generative PRM
+#   -> from them, four bi-level runs: scalar --reweight domain (DreamPRM) and instance_table, generative
+#      instance_net (it reads the PRM's + / - logits, so it needs that kind) and, beside it, generative
+#      instance_table
 #   -> GRANULARITY.md: each run's per-domain weight (learned, or the mean of its instances') against the domains'
 #      known quality (Spearman), and how well the instance weights tell the questions whose ground truth the world
-#      corrupted from the clean ones (AUROC, bootstrap interval over questions).
-# The policy is SIMULATED (dreamprm/simulated.py); the PRM is the tiny Qwen2-VL, generative kind (+ / - tokens),
-# since the instance net reads the PRM's + / - logits. No best-of-N here: the demo does that.
+#      corrupted from the clean ones (AUROC, bootstrap interval over instances).
+# The policy is SIMULATED (dreamprm/simulated.py); the PRMs are the tiny Qwen2-VL. No best-of-N here: the demo
+# does that.
 #
-#   bash scripts/demo_granularity.sh               # outputs in runs/granularity (about 10 minutes on 2 CPU cores)
+#   bash scripts/demo_granularity.sh               # outputs in runs/granularity (about 12 minutes on 2 CPU cores)
 #
 # Why these settings: an instance weight moves only when its instance is in the lower batch the hypergradient
 # is taken on, so the upper level steps after every lower step (--unroll_steps 1) and the train set is smaller
-# than the demo's (60 questions per domain: each response is seen ~20 times); the table starts at 1 and is
-# clipped to [-1, 3] (the 1.5 run_table setting); the net ends in a sigmoid (the 1.5 run_net setting).
+# than the demo's (60 questions per domain: each response is in ~9 lower batches); the table starts at 1 and is
+# clipped to [-1, 3] (the 1.5 run_table setting); the net ends in a sigmoid, 10 hidden units (run_net).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
@@ -40,9 +42,11 @@ mkdir -p "$OUT"
 W="$OUT/world" R="$OUT/rollouts" MCD="$OUT/mc"
 BASE=(--path "$ROOT" --seed "$SEED")
 SIM=(--backend simulated --policy "$W/policy.json" --judge none)
-TRAIN=(--gpu cpu --precision fp32 --prm_kind generative --train_batch_size "$TRAIN_BS" --meta_batch_size "$META_BS"
-       --lr "$LR" --lr_step 1000000 --log_every 10 --keep_checkpoints 1 --train "$MCD/train.jsonl"
-       --meta "$OUT/meta/meta.jsonl")
+NET_META_LR="${DEMO_NET_META_LR:-1e-3}"
+TRAIN=(--gpu cpu --precision fp32 --train_batch_size "$TRAIN_BS" --meta_batch_size "$META_BS" --lr "$LR"
+       --lr_step 1000000 --log_every 10 --keep_checkpoints 1 --train "$MCD/train.jsonl" --meta "$OUT/meta/meta.jsonl")
+SCALAR=(--prm_kind scalar --input_format stepwise)
+GENERATIVE=(--prm_kind generative)
 t0=$SECONDS
 stamp() { echo "   [$(( SECONDS - t0 )) s]"; }
 runs=""
@@ -66,30 +70,37 @@ echo "== 2 rollouts, tree, MC labels (SIMULATED completions), train data with in
 "$PY" inference/meta_data.py "${BASE[@]}" --responses "$R/meta.jsonl" --out "$OUT/meta/meta.jsonl"
 stamp
 
-echo "== 3 warm-up: the generative PRM alone ($WARMUP iterations, every weight 1); the 1.5 cold start"
-"$PY" reweighting/train.py "${BASE[@]}" "${TRAIN[@]}" --iterations "$WARMUP" --save_every "$WARMUP" \
-  --prm "$OUT/models/prm" --out "$OUT/warmup" --figs "$OUT/warmup/figs" --baseline
-stamp
-
-echo "== 4 from the warm PRM, three bi-level runs ($ITERS iterations each, two at a time): domain,"
-echo "     instance_table, instance_net (logs in $OUT/<run>.log)"
-BILEVEL=("${TRAIN[@]}" --prm "$OUT/warmup/prm" --iterations "$ITERS" --save_every "$ITERS" --unroll_steps 1)
-launch() {  # <name> <options...>
+launch() {  # <name> <options...>: one training in the background, its output in <out>/<name>.log
   local name=$1; shift
-  "$PY" reweighting/train.py "${BASE[@]}" "${BILEVEL[@]}" --out "$OUT/$name" --figs "$OUT/$name/figs" "$@" \
+  "$PY" reweighting/train.py "${BASE[@]}" "${TRAIN[@]}" --out "$OUT/$name" --figs "$OUT/$name/figs" "$@" \
     > "$OUT/$name.log" 2>&1 &
   runs="$runs $!"
 }
-launch domain --reweight domain --meta_lr "$META_LR"
-launch instance_table --reweight instance_table --activation clip --meta_lr "$META_LR"
-for p in $runs; do wait "$p" || { echo "a bi-level run failed: see $OUT/*.log" >&2; exit 1; }; done
-runs=""
-launch instance_net --reweight instance_net --activation sigmoid --net_hidden 10 --meta_lr "$META_LR"
-for p in $runs; do wait "$p" || { echo "the instance-net run failed: see $OUT/instance_net.log" >&2; exit 1; }; done
-runs=""
+finish() {  # wait for the launched trainings
+  for p in $runs; do wait "$p" || { echo "a training failed: see $OUT/*.log" >&2; exit 1; }; done
+  runs=""
+}
+echo "== 3 warm-ups without the upper level ($WARMUP iterations, every weight 1), scalar and generative in parallel"
+launch warmup_scalar "${SCALAR[@]}" --prm "$OUT/models/prm" --iterations "$WARMUP" --save_every "$WARMUP" --baseline
+launch warmup_generative "${GENERATIVE[@]}" --prm "$OUT/models/prm" --iterations "$WARMUP" --save_every "$WARMUP" \
+  --baseline
+finish
 stamp
 
-echo "== 5 the three granularities side by side"
+echo "== 4 bi-level runs from the warm PRMs ($ITERS iterations each, two at a time; logs in $OUT/<run>.log)"
+BILEVEL=(--iterations "$ITERS" --save_every "$ITERS" --unroll_steps 1)
+launch domain "${SCALAR[@]}" "${BILEVEL[@]}" --prm "$OUT/warmup_scalar/prm" --reweight domain --meta_lr "$META_LR"
+launch instance_table "${SCALAR[@]}" "${BILEVEL[@]}" --prm "$OUT/warmup_scalar/prm" --reweight instance_table \
+  --activation clip --meta_lr "$META_LR"
+finish
+launch instance_net "${GENERATIVE[@]}" "${BILEVEL[@]}" --prm "$OUT/warmup_generative/prm" --reweight instance_net \
+  --activation sigmoid --net_hidden 10 --meta_lr "$NET_META_LR"
+launch instance_table_generative "${GENERATIVE[@]}" "${BILEVEL[@]}" --prm "$OUT/warmup_generative/prm" \
+  --reweight instance_table --activation clip --meta_lr "$META_LR"
+finish
+stamp
+
+echo "== 5 the granularities side by side"
 "$PY" -m dreamprm.world_granularity --path "$ROOT" --run "$OUT"
 stamp
 echo "== finished in $(( SECONDS - t0 )) s: $OUT/GRANULARITY.md"
