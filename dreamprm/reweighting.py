@@ -63,6 +63,7 @@ logging.getLogger("betty").addFilter(lambda record: record.levelno >= logging.WA
 
 HYPERGRADIENTS = ("darts", "neumann", "cg", "sama")
 REWEIGHTS = ("domain", "instance_table", "instance_net")
+NET_INPUTS = ("plus_minus", "label")
 PRECISIONS = ("fp32", "bf16", "bf16_weights")
 REGIMES = {"fp32": "fp32 weights, no autocast", "bf16": "bf16 autocast, fp32 master weights",
            "bf16_weights": "bf16 weights and optimiser state (the released code's regime)"}
@@ -133,6 +134,9 @@ class ReweightConfig(StageArgs):
     initialization: float = field(default=1.0, metadata={"help": "instance table: the raw weights' start"})
     net_hidden: int = field(default=500, metadata={"help": "instance net: hidden width of the MLP"})
     net_layers: int = field(default=1, metadata={"help": "instance net: hidden layers of the MLP"})
+    net_input: str = field(default="plus_minus", metadata={
+        "help": "instance net input: plus_minus = softmax of the [+, -] logits (the 1.5 release); label = of the "
+                "[label token, other token] logits, i.e. how far the PRM agrees with each step's label"})
     net_input_grad: bool = field(default=False, metadata={
         "help": "instance net: let the lower loss's gradient reach the PRM through the weight's input (the + / - "
                 "logits), as the 1.5 release does; off: the PRM cannot lower its loss by lowering its weights"})
@@ -265,6 +269,10 @@ class LowerPRM(_Common, ImplicitProblem):
         one its own pass computed, also in betty's finite-difference passes at perturbed phi, whose input would
         otherwise move with phi and add a term the detached lower problem does not have (the hypergradient test
         checks this). `--net_input_grad`: the live logits, gradient and all, as the 1.5 release."""
+        if self.cfg.net_input == "label":  # column 0: the logit of the token the step is labelled with
+            minus = self.module.encoder.label_ids[1]
+            is_minus = torch.tensor([t == minus for e in batch["prm"] for t in e.targets], device=two_way.device)
+            two_way = torch.where(is_minus[:, None], two_way.flip(-1), two_way)
         if self.cfg.net_input_grad:
             return two_way
         if self._in_own_step or getattr(self, "_input_of", (None,))[0] is not batch:
@@ -313,7 +321,8 @@ class UpperWeights(_Common, ImplicitProblem):
 class _Cfg:
     def __init__(self, cfg: ReweightConfig, loader, tree: TreeScorer | None = None):
         self.precision, self.loader, self.tree = cfg.precision, loader, tree
-        self.aggregation, self.loss_target, self.net_input_grad = cfg.aggregation, cfg.loss_target, cfg.net_input_grad
+        self.aggregation, self.loss_target = cfg.aggregation, cfg.loss_target
+        self.net_input, self.net_input_grad = cfg.net_input, cfg.net_input_grad
 
 
 class DreamEngine(Engine):
@@ -340,7 +349,8 @@ class Reweighter:
         for name, allowed in (("hypergradient", HYPERGRADIENTS), ("precision", PRECISIONS), ("input_format", FORMATS),
                               ("prefix_end", PREFIX_ENDS), ("meta_without_steps", NO_STEP_RULES),
                               ("reweight", REWEIGHTS), ("activation", tuple(ACTIVATIONS)), ("prm_kind", KINDS),
-                              ("aggregation", CHAIN_AGGREGATIONS), ("loss_target", LOSS_TARGETS)):
+                              ("aggregation", CHAIN_AGGREGATIONS), ("loss_target", LOSS_TARGETS),
+                              ("net_input", NET_INPUTS)):
             if getattr(cfg, name) not in allowed:
                 raise DataError(f"--{name} must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}")
         if cfg.reweight == "instance_net" and cfg.prm_kind != "generative":

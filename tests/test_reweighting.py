@@ -37,14 +37,17 @@ def test_domain_weights_start_at_one_and_average_one():
 
 @pytest.mark.parametrize("kind,reweight", [("scalar", "domain"), ("scalar", "instance_table"),
                                            ("generative", "domain"), ("generative", "instance_table"),
-                                           ("generative", "instance_net"), ("generative", "instance_net_input_grad")])
+                                           ("generative", "instance_net"), ("generative", "instance_net_input_grad"),
+                                           ("generative", "instance_net_label")])
 def test_hypergradient_matches_autograd(tmp_path, tiny_models, kind, reweight):
     """The darts hypergradient reaching the upper level (domain weights, the instance table, or the instance net's
     parameters) in one real step agrees with exact autograd (cosine >= 0.99), for both PRM kinds."""
     write_problem(tmp_path, per_domain=4)
     input_grad = reweight.endswith("_input_grad")  # the 1.5 release's net: the PRM's gradient also flows through w
+    net_input = "label" if reweight.endswith("_label") else "plus_minus"  # the net reads P(label), P(other)
+    reweight = reweight.removesuffix("_input_grad").removesuffix("_label")
     cfg = config(tmp_path, tiny_models["prm"], "--iterations", "5", "--train_batch_size", "4",
-                 "--reweight", reweight.removesuffix("_input_grad"), f"--net_input_grad={input_grad}",
+                 "--reweight", reweight, f"--net_input_grad={input_grad}", "--net_input", net_input,
                  "--prm_kind", kind, "--net_hidden", "16", "--meta_lr", "0")  # alpha stays where its gradient was taken
     r = Reweighter(cfg)
     r.run()
