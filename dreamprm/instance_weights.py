@@ -76,7 +76,7 @@ class InstanceNet(nn.Module):
     def remember(self, ids: list[str], weights: torch.Tensor) -> None:
         """Keep the weights just given to `ids`: the net has no table to read, so what it gave each train
         instance the last time it saw it stands for that instance in logs and instance_weights.json."""
-        self.seen.update(zip(ids, (round(float(w), 6) for w in weights.detach())))
+        self.seen.update(zip(ids, (round(w, 6) for w in weights.detach().tolist())))
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.seen)

@@ -623,8 +623,12 @@ class Reweighter:
     def _check_finite(self, it: int, lower, upper) -> None:
         """A diverged run stops at the first non-finite loss or weight: a NaN never reaches the log, the
         checkpoints or the weights a user reads (the last checkpoint stays, for --resume with other settings)."""
-        values = {"lower loss": float(lower), **({"upper loss": float(upper)} if upper is not None else {}),
-                  **{f"weight of {d}": w for d, w in self.weights.as_dict().items()}}  # instances: by id
+        values = {"lower loss": float(lower), **({"upper loss": float(upper)} if upper is not None else {})}
+        # one tensor check per step; the weights are named (instances by id) only when one has gone bad
+        if not all(torch.isfinite(p).all() for p in self.weights.parameters()):
+            values.update({f"weight of {d}": w for d, w in self.weights.as_dict().items()})
+            if isinstance(self.weights, InstanceNet):  # its weights of past instances may all still be finite
+                values["instance net parameters"] = math.nan
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             raise DataError(f"{self.out}: iteration {it}: {', '.join(f'{k} is {v}' for k, v in bad.items())}: "

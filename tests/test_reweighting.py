@@ -369,3 +369,17 @@ def test_train_samples_keep_their_question_ids(tmp_path, fmt):
     by_id = {r["id"]: r["dataset"] for r in records}
     assert all(by_id[i] == d for i, d in zip(td.ids, td.domains))
     assert set(td.ids) == set(by_id)
+
+
+@pytest.mark.parametrize("kind,reweight", [("scalar", "instance_table"), ("generative", "instance_net")])
+def test_a_non_finite_instance_weight_stops_the_run_naming_it(tmp_path, tiny_models, kind, reweight):
+    from dreamprm.io import DataError
+
+    write_problem(tmp_path, per_domain=2)
+    r = Reweighter(config(tmp_path, tiny_models["prm"], "--reweight", reweight, "--prm_kind", kind))
+    r._check_finite(1, 0.5, 0.1)  # all finite: nothing said
+    with torch.no_grad():
+        next(r.weights.parameters()).view(-1)[1] = float("nan")
+    want = rf"weight of {r.train_data.instances[1]} is nan" if reweight == "instance_table" else "instance net parameters is nan"
+    with pytest.raises(DataError, match=rf"iteration 7: .*{want}.*training diverged"):
+        r._check_finite(7, 0.5, 0.1)
