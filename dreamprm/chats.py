@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from .domains import canonical
-from .export import DEFAULT_THRESHOLD, to_conversations
+from .export import DEFAULT_THRESHOLD, SYSTEM_PROMPT, to_conversations
 from .generative import LABELS, Chat, sample_chat
 from .io import BadRecord, DataError, Skips, number, read_records, where
 from .samples import TRAIN_FIELDS, MetaData, TrainData, _image_problem, check_train, label, load_meta
@@ -67,8 +67,6 @@ def check_row(r: dict) -> None:
 
 def row_chat(r: dict, root: Path, system: str | None = None) -> Chat:
     """A checked conversation row as a chat; `system` for rows without a system turn."""
-    from .export import SYSTEM_PROMPT
-
     system, users, labels = system or SYSTEM_PROMPT, [[]], []
     for t in r["conversations"]:
         if t["from"] == "system":
@@ -154,8 +152,6 @@ def load_meta_chats(path: Path, root: Path, rule: str = "whole", images=None, sk
     """Meta chats from conversation rows with `true_false` (DreamPRM-1.5's meta JSON) or this repo's meta
     records (`samples.load_meta`, then `generative.sample_chat`). `system`: the prompt of chats built from our
     records and of rows without a system turn."""
-    from .export import SYSTEM_PROMPT
-
     system = system or SYSTEM_PROMPT
     first = read_records(path, skips=Skips(str(path)))[:1]  # the first good record decides the shape
     if not first or not is_conversation(first[0]):

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from .export import IMAGE, SYSTEM_PROMPT, first_turn, step_text
-from .io import load_image, read_json
-from .prm import CONFIG_FILE, PRM_MAX_SIDE, Sample, scored_text
+from .io import load_image
+from .prm import CONFIG_FILE, PRM_MAX_SIDE, Sample, saved_config, scored_text
 
 LABELS = ("+", "-")
 FORMAT = "conversation"  # the input format a generative PRM records (scalar PRMs: paper / stepwise)
@@ -187,10 +187,8 @@ class GenerativePRM(torch.nn.Module):
         """`system` None: the system prompt the PRM was trained with (its prm_config.json), else ours."""
         from .models import load_vlm
 
-        saved = Path(name) / CONFIG_FILE
-        saved = read_json(saved, "PRM config") if saved.is_file() else {}
         backbone, processor = load_vlm(name, device, precision)
-        return cls(backbone, processor, system=system or saved.get("system_prompt") or SYSTEM_PROMPT)
+        return cls(backbone, processor, system=system or saved_config(name).get("system_prompt") or SYSTEM_PROMPT)
 
     def save_pretrained(self, out: str | Path, backbone=None) -> None:
         """Backbone, processor and prm_config.json (kind, format, system prompt); `backbone` overrides the saved one."""
