@@ -226,3 +226,17 @@ def test_the_command_converts_and_says_where(tmp_path, tiny_models, capsys):
         sys.argv = old
     assert "transformers-native InternVL, generative PRM" in capsys.readouterr().out
     assert json.loads((tmp_path / "hf/prm_config.json").read_text())["system_prompt"] == "Judge the steps."
+
+
+def test_the_command_has_help():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "BoN/convert_internvl.py"), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--src" in out and "--system_prompt_file" in out and "--tokenizer" in out
+    out = subprocess.run([sys.executable, "-m", "dreamprm.world_granularity", "--help"], capture_output=True,
+                         text=True, check=True, cwd=root).stdout
+    assert "--run" in out
