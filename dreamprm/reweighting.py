@@ -385,18 +385,17 @@ class Reweighter:
         self.peft = None
         self._adapt_backbone()
         self.domain_of = dict(zip(self.train_data.instances, self.train_data.domains))
+        self.rows = list(range(len(self.train_data.samples)))  # instance weights: a row per sample
         if cfg.reweight == "domain":
             self.weights = DomainWeights(self.domains)
             self.rows = [self.domain_index[d] for d in self.train_data.domains]
         elif cfg.reweight == "instance_net":
             self.weights = InstanceNet(cfg.net_hidden, cfg.net_layers, cfg.activation)
-            self.rows = list(range(len(self.train_data.samples)))
         else:
             try:
                 self.weights = InstanceTable(self.train_data.instances, cfg.activation, cfg.initialization)
             except ValueError as e:
                 raise DataError(f"{cfg.resolve(cfg.train)}: {e}") from None
-            self.rows = list(range(len(self.train_data.samples)))
         self.weights = self.weights.to(self.prm.device)
         self.start = 0
         self.t0 = time.perf_counter()
@@ -465,8 +464,8 @@ class Reweighter:
                           collate_fn=_collate(ds, encoder), num_workers=self.cfg.num_workers)
 
     def weight_summary(self) -> tuple[dict[str, float], dict[str, dict]]:
-        """The weight per domain: learned (domain), or the mean of its instances' weights (instance_table); and
-        for instance tables each domain's {mean, std, n} ({} for domain weights)."""
+        """The weight per domain: learned (domain), or the mean of its instances' weights (instance table or net);
+        and for instance weights each domain's {mean, std, n} ({} for domain weights)."""
         if self.cfg.reweight == "domain":
             return self.weights.as_dict(), {}
         by_domain = per_domain(self.weights.as_dict(), self.domain_of)

@@ -44,12 +44,7 @@
 # before the MC labels, so that it starts training earlier.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/scripts/setup_env.sh"
-cd "$ROOT"
-export CUDA_VISIBLE_DEVICES="" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# One thread per process: on a 2-core machine oversubscribed threads cost far more than they bring.
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-PY="$VENV/bin/python"
+source "$ROOT/scripts/_demo.sh"
 OUT="${DEMO_OUT:-runs/demo}"
 SEED="${DEMO_SEED:-0}"
 N_TRAIN="${DEMO_N_TRAIN:-200}"       # questions per train domain (6 domains)
@@ -65,11 +60,7 @@ FORMAT="${DEMO_FORMAT:-stepwise}"  # one pass per response, a score at every ste
 WARMUP="${DEMO_WARMUP:-300}"      # lower-level-only iterations first, shared by both trainings (0: none)
 ORM_ITERS="${DEMO_ORM_ITERATIONS:-$(( WARMUP + ITERS ))}"  # the ORM's iterations: each PRM's whole budget (0: no ORM)
 
-# Start fresh, keeping the tiny models.
-if [[ -d "$OUT" ]]; then
-  find "$OUT" -mindepth 1 -maxdepth 1 ! -name models -exec rm -rf {} +
-fi
-mkdir -p "$OUT"
+fresh_output "$OUT"
 W="$OUT/world" R="$OUT/rollouts" MCD="$OUT/mc" FIGS="$OUT/figs"
 BASE=(--path "$ROOT" --seed "$SEED")
 SIM=(--backend simulated --policy "$W/policy.json" --judge none)
@@ -83,12 +74,7 @@ orm="" heldout="" prms=""
 trap 'for p in $orm $heldout $prms; do pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done; true' EXIT
 
 echo "== 1 tiny models (random weights, built offline; reused if present and built by the same code)"
-# The tiny tokenizer learns the world's wording (dreamprm/tiny.py): rebuild when either file changed.
-stamp_models="$(cat dreamprm/tiny.py dreamprm/world.py | sha256sum | cut -d' ' -f1)"
-FORCE=()
-[[ "$(cat "$OUT/models/.stamp" 2>/dev/null)" == "$stamp_models" ]] || FORCE=(--force)
-"$PY" -m dreamprm.tiny --path "$ROOT" --out "$OUT/models" "${FORCE[@]}"
-echo "$stamp_models" > "$OUT/models/.stamp"
+tiny_models "$OUT"
 
 echo "== 2 the CPU mini world (seed $SEED) and its SIMULATED policy"
 "$PY" -m dreamprm.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test "$N_TEST" \

@@ -19,11 +19,7 @@
 # clipped to [-1, 3] (the 1.5 run_table setting); the net ends in a sigmoid, 10 hidden units (run_net).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/scripts/setup_env.sh"
-cd "$ROOT"
-export CUDA_VISIBLE_DEVICES="" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-PY="$VENV/bin/python"
+source "$ROOT/scripts/_demo.sh"
 OUT="${DEMO_OUT:-runs/granularity}"
 SEED="${DEMO_SEED:-0}"
 N_TRAIN="${DEMO_N_TRAIN:-60}"        # questions per train domain (6 domains)
@@ -35,10 +31,7 @@ META_BS="${DEMO_META_BATCH:-4}"
 LR="${DEMO_LR:-1e-3}"
 META_LR="${DEMO_META_LR:-0.02}"
 
-if [[ -d "$OUT" ]]; then
-  find "$OUT" -mindepth 1 -maxdepth 1 ! -name models -exec rm -rf {} +
-fi
-mkdir -p "$OUT"
+fresh_output "$OUT"
 W="$OUT/world" R="$OUT/rollouts" MCD="$OUT/mc"
 BASE=(--path "$ROOT" --seed "$SEED")
 SIM=(--backend simulated --policy "$W/policy.json" --judge none)
@@ -53,11 +46,7 @@ runs=""
 trap 'for p in $runs; do kill "$p" 2>/dev/null; done; true' EXIT
 
 echo "== 1 tiny models and the CPU mini world (seed $SEED)"
-stamp_models="$(cat dreamprm/tiny.py dreamprm/world.py | sha256sum | cut -d' ' -f1)"
-FORCE=()
-[[ "$(cat "$OUT/models/.stamp" 2>/dev/null)" == "$stamp_models" ]] || FORCE=(--force)
-"$PY" -m dreamprm.tiny --path "$ROOT" --out "$OUT/models" "${FORCE[@]}"
-echo "$stamp_models" > "$OUT/models/.stamp"
+tiny_models "$OUT"
 "$PY" -m dreamprm.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test 1 --n_step 1
 echo "== 2 rollouts, tree, MC labels (SIMULATED completions), train data with instance ids, meta set"
 "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset train --questions "$W/data/train.jsonl" \
