@@ -78,9 +78,9 @@ def run(cfg: EstimateArgs, backend=None, judge=None, progress=True) -> dict:
             judge = judge or cfg.make_judge()
         stats = estimate(nodes, backend, judge, writer, settings, resolve_image=cfg.resolve, progress=progress,
                          last_sid=last_sid)
+    generated = {k: stats[k] for k in ("completions", "completion_chars")}  # what dreamprm.plan predicts
     total = shards.finalize(out, lambda x: position.get(node_key(x), len(position)),
-                            summary={"skipped": skips.as_dict()})
-
+                            summary={"skipped": skips.as_dict(), "generated in this run": generated})
     done = read_records(out) if total else []
     by_domain = defaultdict(list)
     for x in done:

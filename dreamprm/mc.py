@@ -223,7 +223,8 @@ def estimate(nodes: list[dict], backend: Backend, judge: Judge, writer: AppendWr
             key = (n["id"], n.get("sample", 0))
             last_sid[key] = max(last_sid.get(key, 0), n["sid"])
     todo = [n for n in nodes if not writer.done(node_key(n))]
-    stats = Counter(resumed=len(nodes) - len(todo), nodes=0, completions=0, discarded=0, short_counted=0)
+    stats = Counter(resumed=len(nodes) - len(todo), nodes=0, completions=0, completion_chars=0, discarded=0,
+                    short_counted=0)
     active: list[dict] = []
     redraw: dict[int, list[tuple[int, int]]] = {}  # id(node) -> (rollout, draw) still to draw
     nxt = 0  # next node of `todo` to take into the pool
@@ -255,6 +256,7 @@ def estimate(nodes: list[dict], backend: Backend, judge: Judge, writer: AppendWr
         if not requests:
             continue
         texts = [o[0] for o in backend.generate(requests, 1, s.temperature, s.max_new_tokens)]
+        stats["completion_chars"] += sum(map(len, texts))  # what was generated, redrawn ones too (dreamprm.plan)
         counted = []
         for (node, r, d), t in zip(owners, texts):
             short = s.min_completion_chars > 0 and len(t.strip()) <= s.min_completion_chars
