@@ -6,8 +6,7 @@ run's memory per strategy.
 
 Generations and tokens per stage come from the scale (domains, questions, N) and a pilot run: its responses' mean
 length, its tree nodes per response, and its nodes' accuracy distribution, which sets how many rollouts the MC rule
-draws. A completion of a node's prefix is a draw like the rest of the node's own response, so its expected length
-is that suffix's (weighted by how often each node is rolled out). Parameter counts and memory come from the models'
+draws, and the length of its completions (measured, or else the rest of each node's own response). Parameter counts and memory come from the models'
 configs (shipped in dreamprm/configs for the default models, since there is no hub here), built on the meta device.
 
 The MC rule's expected rollouts:
@@ -33,6 +32,7 @@ import numpy as np
 
 from .cli import StageArgs, parse_args
 from .io import DataError, read_records, write_json
+from .shards import read_marker
 
 GRID = np.linspace(0.0, 1.0, 101)
 
@@ -201,30 +201,41 @@ def _tokens(texts: list[str], args: PlanArgs) -> list[float]:
 
 
 def pilot(args: PlanArgs) -> dict:
-    """What a pilot run says per response and per node; the flags' values where it says nothing."""
+    """What a pilot run says per response and per node; the flags' values where it says nothing.
+
+    A completion's length: the pilot's own completions when its estimate.jsonl.done counted them (characters,
+    turned into tokens at the pilot responses' tokens per character); else the rest of the node's own response
+    after its prefix (a completion is a draw like it, though from another prompt), weighted by each node's
+    expected rollouts; else half a response."""
     out = {"response_tokens": args.response_tokens, "nodes_per_response": args.steps,
            "rollouts_per_node": float(new_rollouts(args.accuracy, args.min_rollouts, args.max_rollouts, args.rule)),
            "completion_tokens": args.response_tokens / 2, "source": "flags"}
-    responses = {}
+    responses, tokens_per_char = {}, 1 / args.chars_per_token
     if args.pilot_rollouts:
         rows = read_records(args.resolve(args.pilot_rollouts), required=("id", "response"))
         for r in rows:
             responses[(r["id"], r.get("sample", 0))] = r["response"]
         lengths = _tokens([r["response"] for r in rows], args)
+        tokens_per_char = sum(lengths) / max(1, sum(len(r["response"]) for r in rows))
         out |= {"response_tokens": float(np.mean(lengths)), "completion_tokens": float(np.mean(lengths)) / 2,
                 "source": "pilot"}
     if args.pilot_estimate:
-        nodes = read_records(args.resolve(args.pilot_estimate), required=("id", "sid", "add", "score", "times"))
+        src = args.resolve(args.pilot_estimate)
+        nodes = read_records(src, required=("id", "sid", "add", "score", "times"))
         per_node = posterior_rollouts([x["score"] for x in nodes], [x["times"] for x in nodes],
                                       args.min_rollouts, args.max_rollouts, args.rule)
         n_responses = len({(x["id"], x.get("sample", 0)) for x in nodes})
         out |= {"nodes_per_response": len(nodes) / n_responses, "rollouts_per_node": float(per_node.mean()),
                 "source": "pilot"}
-        if responses:
-            # a completion of a node's prefix is a draw like the rest of its own response: the suffix's length
+        generated = read_marker(src).get("generated in this run", {})
+        if generated.get("completions"):
+            out["completion_tokens"] = generated["completion_chars"] / generated["completions"] * tokens_per_char
+            out["completion_source"] = "the pilot's completions"
+        elif responses:
             suffixes = [responses.get((x["id"], x.get("sample", 0)), "")[len(x["add"]):] for x in nodes]
             lengths = np.asarray(_tokens(suffixes, args))
             out["completion_tokens"] = float((lengths * per_node).sum() / per_node.sum())
+            out["completion_source"] = "the responses' suffixes"
     return out
 
 

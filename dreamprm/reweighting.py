@@ -115,6 +115,9 @@ class ReweightConfig(StageArgs):
     strategy: str = field(default="default", metadata={
         "help": "betty strategy: default (one device), or distributed / zero / fsdp under torchrun (CUDA only)"})
     logger: str = field(default="none", metadata={"help": "betty logger: none, tensorboard, wandb"})
+    dry_run: bool = field(default=False, metadata={
+        "help": "print the launch's world size, ranks and per-rank batch (every rank joins a gloo group), then "
+                "stop before any model loads (dreamprm/launch.py)"})
     domains: str = field(default="", metadata={
         "help": "allowed domain names, comma-separated, or 'mmpr' for the paper's 15; empty: taken from the data"})
     baseline: bool = field(default=False, metadata={"help": "vanilla PRM: all weights fixed at 1, same data"})

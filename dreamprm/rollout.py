@@ -44,6 +44,9 @@ class GenerationArgs(StageArgs):
     backend: str = field(default="transformers", metadata={"help": "generation backend: transformers, vllm, or simulated (the CPU mini world)"})
     backend_args: str = field(default="", metadata={
         "help": "JSON object of extra backend arguments, e.g. '{\"gpu_memory_utilization\": 0.6}' for vllm"})
+    tensor_parallel_size: int = field(default=1, metadata={
+        "help": "vllm: GPUs one engine spans (tensor parallel; for a model too large for one GPU). For throughput, "
+                "keep 1 and run one engine per GPU as shards (--shard, or python -m dreamprm.slurm)"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature; 0 = greedy decoding"})
     max_new_tokens: int = field(default=1024, metadata={"help": "new tokens per response"})
@@ -85,7 +88,7 @@ class GenerationArgs(StageArgs):
             raise DataError(f"--precision {self.precision}: choose auto, {', '.join(models.PRECISIONS)}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise DataError(f"--temperature must be a finite number >= 0, got {self.temperature}")
-        for name in ("max_new_tokens", "batch_size", "judge_batch_size"):
+        for name in ("max_new_tokens", "batch_size", "judge_batch_size", "tensor_parallel_size"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise DataError(f"--{name} must be at least 1, got {v}")
@@ -100,6 +103,11 @@ class GenerationArgs(StageArgs):
             raise DataError(f"--backend_args must be a JSON object, got {self.backend_args!r}")
         if self.batch_size is not None:
             extra["batch_size"] = self.batch_size
+        if self.tensor_parallel_size != 1:
+            if self.backend != "vllm":
+                raise DataError(f"--tensor_parallel_size is a vllm engine option; --backend {self.backend} runs "
+                                "on one device (shard the input over GPUs instead)")
+            extra["tensor_parallel_size"] = self.tensor_parallel_size
         return extra
 
     def make_backend(self) -> Backend:

@@ -145,6 +145,10 @@ def build(cfg: SlurmArgs, stage_argv: list[str]) -> dict:
     root = Path(cfg.path).resolve()
     argv = _strip(stage_argv, "--path", "--shard", "--resume")
     scfg = stage_config(script, ["--path", str(root), *argv])
+    tp = getattr(scfg, "tensor_parallel_size", 1)
+    if getattr(scfg, "backend", None) == "vllm" and tp != max(cfg.gpus_per_task, 1):
+        raise DataError(f"each task's vLLM engine spans --tensor_parallel_size {tp} GPU(s) but --gpus_per_task is "
+                        f"{cfg.gpus_per_task}: make them equal (1 and 1: one engine per GPU, one task per GPU)")
     out = root / (scfg.out or st.default_out.format(dataset=getattr(scfg, "dataset", cfg.dataset)))
     tag = cfg.stage + (f"-{cfg.dataset}" if cfg.dataset else "")
     job_dir = root / (cfg.job_dir or f"runs/slurm/{tag}")

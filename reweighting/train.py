@@ -4,10 +4,15 @@
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
 from dreamprm.cli import parse_args
+from dreamprm.launch import dry_run
 from dreamprm.reweighting import ReweightConfig, train
 
 if __name__ == "__main__":
-    summary = train(parse_args(ReweightConfig))
+    cfg = parse_args(ReweightConfig)
+    if cfg.dry_run:
+        dry_run(cfg.strategy, cfg.train_batch_size, cfg.meta_batch_size)
+        sys.exit(0)
+    summary = train(cfg)
     print("domain weights:", ", ".join(f"{k} {v:.3f}" for k, v in sorted(summary["weights"].items(),
                                                                          key=lambda kv: -kv[1])))
     print(f"PRM: {summary['prm']}; meta records scored as one step (no step text): {summary['meta_without_steps']}")

@@ -4,7 +4,8 @@
 # DATASET (anywhere among the options) is a script name in inference/ (mmpr mathvista wemath mathvision mmvet
 # mmstar mmmu_pro mmmu world) or one MMPR domain (e.g. chartqa: runs inference/mmpr.py --domains chartqa, writing
 # runs/rollouts/mmpr-chartqa.jsonl). Every other option goes to the script: `bash scripts/02_rollouts.sh DATASET
-# --help` lists them.
+# --help` lists them. On Slurm: --slurm "--shards 8 --partition gpu --time 4:00:00" submits the dataset's rollouts
+# as a job array plus a merge job instead (python -m dreamprm.slurm; inference/README.md). Leave out --gpu.
 STAGES=(inference/mmpr.py)  # for --help: the named dataset's script, else mmpr.py (the options all scripts share)
 for a in "$@"; do
   if [[ "$a" =~ ^[A-Za-z0-9_]+$ && "$a" != meta_data && -f "$(dirname "$0")/../inference/$a.py" ]]; then
@@ -25,7 +26,13 @@ if [[ ! "$NAME" =~ ^[A-Za-z0-9_-]+$ || "$NAME" == meta_data ]]; then
   echo "error: DATASET $NAME: not a dataset (${datasets}or an MMPR domain)" >&2
   exit 2
 fi
-if [[ -f "$REPO/inference/$NAME.py" ]]; then
+if [[ -n "$SLURM" ]]; then  # a job array (one task per shard) plus its merge job: python -m dreamprm.slurm
+  if [[ -f "$REPO/inference/$NAME.py" ]]; then
+    submit_slurm --stage rollouts --dataset "$NAME" -- "${ARGS_mmpr[@]}"
+  else
+    submit_slurm --stage rollouts --dataset mmpr -- --domains "$NAME" --out "runs/rollouts/mmpr-$NAME.jsonl" "${ARGS_mmpr[@]}"
+  fi
+elif [[ -f "$REPO/inference/$NAME.py" ]]; then
   run_stage "$PY" "$REPO/inference/$NAME.py" "${ARGS_mmpr[@]}"
 else  # an MMPR domain: inference/mmpr.py rejects a name that is none, listing the domains
   run_stage "$PY" "$REPO/inference/mmpr.py" --domains "$NAME" --out "runs/rollouts/mmpr-$NAME.jsonl" "${ARGS_mmpr[@]}"

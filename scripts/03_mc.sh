@@ -9,6 +9,9 @@
 # --resume continues an interrupted estimation. With --shard i/n only the tree and this shard's estimation run
 # (the shards' tree builds take turns); when every shard has finished,
 #   python -m dreamprm.shards --path . --out runs/mc/estimate.jsonl && python MC/train_data.py --path . --resume
+# On Slurm: --slurm "--shards 16 --partition gpu --time 12:00:00" builds the tree here, then submits the estimation
+# as a job array and a merge job that builds the train data (python -m dreamprm.slurm; MC/README.md). Leave out
+# --gpu: Slurm gives each task its GPUs.
 STAGES=(MC/tree.py MC/estimate.py MC/train_data.py)
 source "$(dirname "$0")/_common.sh" "$@"
 route  # ARGS_tree, ARGS_estimate, ARGS_train_data
@@ -20,6 +23,11 @@ if command -v flock >/dev/null && (( ! DRY_RUN )); then
 fi
 echo "== stage 3: tree"
 run_stage "${TURNS[@]}" "$PY" "$REPO/MC/tree.py" "${ARGS_tree[@]}" --resume
+if [[ -n "$SLURM" ]]; then
+  echo "== stage 4 on Slurm: MC estimation as a job array; its merge job then runs MC/train_data.py"
+  submit_slurm --stage mc -- "${ARGS_estimate[@]}"
+  exit 0
+fi
 echo "== stage 4: MC estimation"
 run_stage "$PY" "$REPO/MC/estimate.py" "${ARGS_estimate[@]}"
 if [[ " ${ARGS_estimate[*]} " == *" --shard "* || " ${ARGS_estimate[*]} " == *" --shard="* ]]; then

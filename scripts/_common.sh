@@ -10,6 +10,8 @@
 # venv's python) and ARGS (--path ROOT [--gpu IDS] and the other arguments). Two options are the launcher's own:
 #   --help, -h   print the script's usage (its header comment) and the --help of every stage in STAGES, run nothing
 #   --dry_run    print each stage's command line instead of running it
+#   --slurm OPTS (02, 03) submit the generation stage as a Slurm job array instead: OPTS are python -m dreamprm.slurm's
+#                own options in one word, e.g. --slurm "--shards 16 --partition gpu --time 12:00:00"
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ -z "${STAGES+x}" ]]; then
@@ -18,6 +20,7 @@ if [[ -z "${STAGES+x}" ]]; then
 fi
 HELP=0
 DRY_RUN=0
+SLURM=""
 for a in "$@"; do
   [[ "$a" == "--help" || "$a" == "-h" ]] && HELP=1
 done
@@ -28,6 +31,9 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --help|-h) shift ;;
     --dry_run) DRY_RUN=1; shift ;;
+    --slurm)
+      if [[ $# -lt 2 ]]; then echo "error: --slurm needs a value (python -m dreamprm.slurm's options)" >&2; exit 2; fi
+      SLURM="$2"; shift 2 ;;
     --path|--gpu)
       if [[ $# -lt 2 || "$2" == --* ]]; then echo "error: $1 needs a value" >&2; exit 2; fi
       set -- "$1=$2" "${@:3}" ;;
@@ -86,6 +92,18 @@ route() {
   (( ${#stages[@]} )) || stages=("${STAGES[@]}")
   routes="$("$PY" "$REPO/scripts/route.py" "$(basename "$0")" "${stages[@]}" -- "${ARGS[@]}")" || exit 2
   eval "$routes"
+}
+
+# `submit_slurm STAGE_OPTIONS... -- ARGS...`: the generation stage as a job array (dreamprm/slurm.py), with
+# --dry_run passed on (it prints the batch scripts).
+submit_slurm() {
+  local own=()
+  while [[ $# -gt 0 && "$1" != "--" ]]; do own+=("$1"); shift; done
+  shift
+  # shellcheck disable=SC2206  # OPTS is one word of launcher options, split on purpose
+  own+=($SLURM)
+  (( DRY_RUN )) && own+=(--dry_run)
+  "$PY" -m dreamprm.slurm --path "$ROOT" "${own[@]}" -- "$@"
 }
 
 run_stage() {

@@ -91,3 +91,27 @@ def test_unusable_backends_and_settings_are_user_errors():
                           (["--max_new_tokens", "0"], "--max_new_tokens must be at least 1")]:
         with pytest.raises(DataError, match=message):
             parse_args(RolloutArgs, argv).make_backend()
+
+
+def test_the_vllm_engine_gets_the_tensor_parallel_size_and_other_engine_options(monkeypatch):
+    """One engine over several GPUs of a node: --tensor_parallel_size and --backend_args reach vllm.LLM as they are
+    (vLLM itself is not installed here: a recording stand-in takes its place)."""
+    import sys
+    import types
+
+    from dreamprm.io import DataError
+    from dreamprm.rollout import GenerationArgs
+
+    seen = {}
+    fake = types.ModuleType("vllm")
+    fake.LLM = lambda **kwargs: seen.update(kwargs)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    args = GenerationArgs(backend="vllm", tensor_parallel_size=4, backend_args='{"gpu_memory_utilization": 0.8}',
+                          batch_size=64, judge="none")
+    args.check_generation()
+    make_backend("vllm", "OpenGVLab/InternVL2_5-8B-MPO-hf", **args.backend_kwargs())
+    assert seen["tensor_parallel_size"] == 4 and seen["gpu_memory_utilization"] == 0.8 and seen["max_num_seqs"] == 64
+    with pytest.raises(DataError, match="vllm engine option"):
+        GenerationArgs(backend="transformers", tensor_parallel_size=2).check_generation()
+    with pytest.raises(DataError, match="tensor_parallel_size must be at least 1"):
+        GenerationArgs(backend="vllm", tensor_parallel_size=0).check_generation()

@@ -139,3 +139,61 @@ def test_a_task_cancelled_midway_and_requeued_still_merges_to_the_unsharded_run(
     log = (world / "jobs" / "requeued" / "task-0.log").read_text()
     assert "restart 1" in log and f"{written} already in" in log  # the requeued task resumed, it did not restart
     merged_equals_unsharded(world, "requeued")
+
+
+def test_the_multi_node_bi_level_launch_resolves_its_world_under_srun_and_torchrun(cluster, tmp_path):
+    """reweighting/slurm.sbatch as documented: two Slurm tasks stand for two nodes, each starting a torchrun of two
+    ranks; the dry run forms the process group and reports world size 4, the node ranks and the batches."""
+    log = tmp_path / "reweighting.log"
+    env = {**ENV, **cluster.env, "NPROC_PER_NODE": "2", "DREAMPRM_PYTHON": sys.executable}
+    job = subprocess.run(["sbatch", "--parsable", "--ntasks=2", "--ntasks-per-node=2", "--cpus-per-task=1",
+                          "--oversubscribe", f"--output={log}", str(ROOT / "reweighting" / "slurm.sbatch"),
+                          "--strategy", "distributed", "--dry_run", "--train_batch_size", "2", "--meta_batch_size",
+                          "3", "--gpu", "cpu"], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    jid = job.stdout.strip()
+    cluster.wait_for(lambda jobs: jobs.get(jid) in ("COMPLETED", "FAILED", "CANCELLED"), 180, "the dry run")
+    text = log.read_text()
+    assert cluster.jobs()[jid] == "COMPLETED", text[-3000:]
+    assert "world size 4 on 2 node(s)" in text and "per optimiser step: train 8, meta 12" in text, text[-3000:]
+    rows = [line.split() for line in text.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[:3] for r in rows] == [["0", "0", "0"], ["1", "0", "1"], ["2", "1", "0"], ["3", "1", "1"]]
+
+
+def test_a_launch_that_cannot_work_is_refused_before_training():
+    from dreamprm import launch
+
+    with pytest.raises(RuntimeError, match="needs at least 2 ranks"):
+        launch.layout("distributed", 1, 1, env={})
+    with pytest.raises(RuntimeError, match="every rank would train its own copy"):
+        launch.layout("default", 1, 1, env={"WORLD_SIZE": "2"})
+    env = {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "4", "RANK": "1", "LOCAL_RANK": "1"}
+    row = launch.layout("zero", 2, 1, env=env, gpus_per_node=8)
+    assert row["global_train_batch"] == 8 and row["gpu"] == 1
+    rows = [launch.layout("zero", 2, 1, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, gpus_per_node=2)
+            for r in range(4)]
+    assert "runs 4 ranks on 2 GPUs" in launch.check(rows)[0]
+    assert launch.check(rows[:1] + rows[2:]) and "not 0..2" in launch.check(rows[:1] + rows[2:])[0]
+
+
+def test_a_vllm_task_requests_as_many_gpus_as_its_engine_spans(world):
+    assert "--gpus-per-task=2" in plan(world, "--backend", "vllm", "--tensor_parallel_size", "2",
+                                       gpus_per_task=2)["task_script"]
+    with pytest.raises(DataError, match="make them equal"):
+        plan(world, "--backend", "vllm", "--tensor_parallel_size", "2", gpus_per_task=1)
+
+
+def test_the_numbered_scripts_have_a_slurm_path(world):
+    common = ["--path", str(world), "--dry_run", "--backend", "simulated", "--policy", "world/policy.json",
+              "--judge", "none"]
+    done = subprocess.run(["bash", "scripts/03_mc.sh", *common, "--tree", "mc/tree.jsonl",
+                           "--slurm", "--shards 3 --gpus_per_task 0 --partition gpu"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "MC/tree.py" in done.stdout and "#SBATCH --array=0-2" in done.stdout and "#SBATCH --partition=gpu" in done.stdout
+    assert "MC/estimate.py" in done.stdout and "MC/train_data.py" in done.stdout
+    done = subprocess.run(["bash", "scripts/02_rollouts.sh", *common, "world", "--dataset", "train", "--questions",
+                           "world/data/train.jsonl", "--slurm", "--shards 2 --gpus_per_task 0"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "inference/world.py" in done.stdout and "#SBATCH --array=0-1" in done.stdout
+    assert not (world / "runs" / "slurm").exists()
