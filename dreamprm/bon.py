@@ -43,6 +43,7 @@ from .cli import StageArgs
 from .io import (AppendWriter, BadRecord, DataError, Skips, atomic_write_text, iter_jsonl, load_image, lock_output,
                  number, read_json, read_records, require, where, write_json, write_jsonl)
 from . import prm as prm_module
+from . import shards
 from .generative import FORMAT as GENERATIVE_FORMAT
 from .models import chat
 from .packing import TreeScorer
@@ -264,7 +265,8 @@ class ScoreConfig(SelectConfig):
                 "one packed row, so 8 = one question per pass at N = 8"})
     packing: str = field(default="tree", metadata={
         "help": "tree: one packed row per question (fast, exact); none: prm.score on padded batches"})
-    select: bool = field(default=True, metadata={"help": "run the selection step after scoring"})
+    select: bool = field(default=True, metadata={"help": "run the selection step after scoring (not with --shard)"})
+    shard: str = shards.shard_field()
     unit: str = field(default="step", metadata={
         "help": "step: score every step prefix (a PRM); response: score each whole response once, final answer "
                 "included (an ORM, e.g. --prm runs/orm/prm --name orm: Table 1's ORM row)"})
@@ -427,15 +429,23 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
         raise DataError(f"--unit must be one of {', '.join(UNITS)}, got {cfg.unit!r}")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise DataError(f"--precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+    i, n = shards.spec(cfg.shard)
     out_dir = cfg.out_dir()
-    lock_output(out_dir, directory=True)  # one run per output directory: a second copy stops here
+    scores_path = lambda bench: shards.shard_path(out_dir / f"{bench}.scores.jsonl", i, n)  # noqa: E731
+    if n == 1:
+        lock_output(out_dir, directory=True)  # one run per output directory: a second copy stops here
+    else:  # shards share the directory: each locks its own files; the unsharded rerun after the merge selects
+        for bench in cfg.benchmark_list():
+            lock_output(scores_path(bench))
     location = prm_location(cfg)
     fmt = resolve_format(cfg, location)
-    cfg.output(out_dir / "scoring.json", " (scoring again continues the scores files)")
-    if cfg.select:
-        selection_outputs(cfg, out_dir)
+    if n == 1:
+        cfg.output(out_dir / "scoring.json", " (scoring again continues the scores files)")
+        if cfg.select:
+            selection_outputs(cfg, out_dir)
     report: dict = {}
     benches: dict = {}
+    positions: dict = {}
     for bench in cfg.benchmark_list():
         src = cfg.candidates_path(bench)
         if not src.is_file():
@@ -443,7 +453,9 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
             report[bench] = {"left out": f"no candidate file {src}"}
             continue
         skips = cfg.skips(src)
-        benches[bench], _ = load_candidates(src, cfg.resolve("."), skips, cfg.image_problem)
+        questions, _ = load_candidates(src, cfg.resolve("."), skips, cfg.image_problem)
+        positions[bench] = {q: k for k, q in enumerate(questions)}
+        benches[bench] = dict(shards.select(list(questions.items()), i, n))
         report[bench] = {"skipped": skips.report(cfg.max_skip_fraction)}
     if not benches:
         raise DataError(f"no candidate file for any of {cfg.benchmarks!r} (looked for {cfg.candidates!r})")
@@ -452,7 +464,7 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
     with ExitStack() as stack:
         writers = {}
         for bench in benches:  # every output checked (and locked) before the first score
-            out = out_dir / f"{bench}.scores.jsonl"
+            out = scores_path(bench)
             writers[bench] = stack.enter_context(AppendWriter(out, key=lambda r: r["id"], resume=cfg.resume))
             check_resume(out, cfg.prm, fmt, cfg.unit)
         for bench, questions in benches.items():
@@ -468,8 +480,15 @@ def score_benchmarks(cfg: ScoreConfig) -> dict:
             for why, k in counts.items():
                 print(f"  {why}: {k}")
             report[bench].update(counts, **{"scored in this run": now["questions scored"], "resumed": resumed})
+    for bench, where in positions.items():  # in input order (scoring runs by length), then marked done
+        shards.finalize(scores_path(bench), lambda r, where=where: (where.get(r["id"], len(where)), str(r["id"])))
     if not any(r.get("questions scored") for r in report.values()):
         raise DataError(f"no question scored in any benchmark of {cfg.benchmarks!r}")
+    if n > 1:
+        print(f"shard {cfg.shard} scored; when every shard has: python -m dreamprm.shards --out "
+              f"{out_dir}/<benchmark>.scores.jsonl for each benchmark, then this command without --shard (it "
+              "resumes every score and selects)")
+        return report
     write_json(out_dir / "scoring.json", {"prm": cfg.prm, "prm_location": location, "format": fmt, "unit": cfg.unit,
                                           "benchmarks": report})
     if cfg.select:

@@ -59,8 +59,7 @@ class GenerationArgs(StageArgs):
     prompts_dir: str | None = field(default=None, metadata={
         "help": "directory whose structured.txt / completion.txt / judge.txt replace the shipped prompt "
                 "templates (dreamprm/templates/; placeholders in inference/README.md)"})
-    shard: str = field(default="0/1", metadata={"help": "i/n: process the i-th of n contiguous blocks of the "
-                                                        "input (several GPUs or machines), then merge"})
+    shard: str = shards.shard_field()
 
     def model_path(self, name: str) -> str:
         """A model option as the loader gets it: a local path resolved against --path, a hub id unchanged.
@@ -74,10 +73,7 @@ class GenerationArgs(StageArgs):
         return name
 
     def shard_spec(self) -> tuple[int, int]:
-        try:
-            return shards.parse_shard(self.shard)
-        except ValueError as e:
-            raise DataError(str(e)) from None
+        return shards.spec(self.shard)
 
     def check_generation(self) -> None:
         """The sampling settings, checked before anything is read or loaded: each error is one line."""

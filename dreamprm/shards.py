@@ -28,6 +28,20 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def shard_field():
+    """The --shard option of every stage that can be split over processes."""
+    return field(default="0/1", metadata={"help": "i/n: process the i-th of n contiguous blocks of the input "
+                                                  "(several GPUs or machines), then merge (python -m dreamprm.shards)"})
+
+
+def spec(value: str) -> tuple[int, int]:
+    """--shard parsed, as a one-line input error when malformed."""
+    try:
+        return parse_shard(value)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
 def select(records: Sequence[T], i: int, n: int) -> list[T]:
     """The i-th of n contiguous blocks (sizes differ by at most one)."""
     return list(records[len(records) * i // n: len(records) * (i + 1) // n])

@@ -3,6 +3,7 @@
     python -m dreamprm.slurm --path . --stage mc --shards 16 --gpus_per_task 1 --partition gpu --time 12:00:00 \
         -- --backend vllm --policy OpenGVLab/InternVL2_5-8B-MPO
     python -m dreamprm.slurm --path . --stage rollouts --dataset mathvista --shards 4 -- --backend vllm
+    python -m dreamprm.slurm --path . --stage bon --shards 4 -- --prm runs/reweighting/prm --name dreamprm
     python -m dreamprm.slurm requeue --path . --job_dir runs/slurm/mc     # after a task was cancelled or failed
 
 Array task i runs the stage with `--shard i/n --resume` (the options after `--` are the stage's own and are
@@ -11,7 +12,8 @@ task that starts again keeps what it already wrote (one append-only writer per s
 and finishes the rest; the stage writes the same records whatever the interruptions (each record's seed comes
 from its key, not from the order), so the merged file equals a single-process run. The merge job depends on
 every task (`afterok:<array>_0:<array>_1:...`): it joins the shards (`dreamprm.shards`, which refuses a shard
-without its `.done` marker) and runs the next cheap stage (`--then`).
+without its `.done` marker) and runs the next cheap stage (`--then`): the train data after MC; after BoN or
+step-level scoring, the same command without --shard, which finds every score done and selects or evaluates.
 
 Slurm requeues a preempted task by itself and the dependency holds. A task that ended (cancelled, failed, timed
 out) leaves the merge job waiting with DependencyNeverSatisfied; `requeue` puts every such task back in the queue
@@ -36,18 +38,33 @@ FINISHED_OK = "COMPLETED"
 ENDED = ("CANCELLED", "FAILED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY")
 
 
+AGAIN = ("again",)  # the merge job reruns the stage itself without --shard: it resumes every record, then reports
+
+
 @dataclass(frozen=True)
 class Stage:
     script: str  # in this checkout; {dataset} filled from --dataset
-    default_out: str  # what the stage writes without --out ({dataset} filled)
-    then: tuple[str, ...] = ()  # the next cheap stage, run by the merge job: script and options; {out} = merged file
-    outputs: str = "file"  # file: one sharded output; bench: one per benchmark in an output directory
+    then: tuple[str, ...] = ()  # run by the merge job: AGAIN, or the next stage's script and options ({out}: merged)
 
 
 STAGES = {
-    "rollouts": Stage("inference/{dataset}.py", "runs/rollouts/{dataset}.jsonl"),
-    "mc": Stage("MC/estimate.py", "runs/mc/estimate.jsonl", ("MC/train_data.py", "--nodes", "{out}", "--resume")),
+    "rollouts": Stage("inference/{dataset}.py"),
+    "mc": Stage("MC/estimate.py", ("MC/train_data.py", "--nodes", "{out}", "--resume")),
+    "bon": Stage("BoN/score.py", AGAIN),  # then the selection and accuracy, from the merged scores
+    "step_eval": Stage("BoN/step_eval.py", AGAIN),  # then the metrics
 }
+
+
+def outputs(stage: str, scfg) -> list[Path]:
+    """The unsharded files a stage writes, as its own config resolves them."""
+    if stage == "mc":
+        return [scfg.resolve(scfg.out)]
+    if stage == "rollouts":
+        return [scfg.resolve(scfg.out or f"runs/rollouts/{scfg.dataset}.jsonl")]
+    if stage == "bon":
+        return [scfg.out_dir() / f"{b}.scores.jsonl" for b in scfg.benchmark_list()]
+    name = Path(scfg.data).name.removesuffix(".jsonl").removesuffix(".json")
+    return [scfg.out_dir() / f"{name}.scores.jsonl"]
 
 
 @dataclass
@@ -86,8 +103,9 @@ def stage_config(script: Path, argv: list[str]) -> StageArgs:
     from transformers import HfArgumentParser
 
     mod = _load_script(script)
-    classes = [c for c in vars(mod).values() if isinstance(c, type) and is_dataclass(c)
-               and issubclass(c, StageArgs) and c.__module__ == mod.__name__]
+    classes = [c for c in vars(mod).values() if isinstance(c, type) and is_dataclass(c) and issubclass(c, StageArgs)]
+    # the script's own class (inference scripts subclass RolloutArgs), else the one it imports (BoN/score.py)
+    classes = [c for c in classes if c.__module__ == mod.__name__] or classes
     if len(classes) != 1:
         raise DataError(f"{script}: expected one stage config class, found {len(classes)}")
     cfg, unknown = HfArgumentParser(classes[0]).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
@@ -149,7 +167,7 @@ def build(cfg: SlurmArgs, stage_argv: list[str]) -> dict:
     if getattr(scfg, "backend", None) == "vllm" and tp != max(cfg.gpus_per_task, 1):
         raise DataError(f"each task's vLLM engine spans --tensor_parallel_size {tp} GPU(s) but --gpus_per_task is "
                         f"{cfg.gpus_per_task}: make them equal (1 and 1: one engine per GPU, one task per GPU)")
-    out = root / (scfg.out or st.default_out.format(dataset=getattr(scfg, "dataset", cfg.dataset)))
+    outs = outputs(cfg.stage, scfg)
     tag = cfg.stage + (f"-{cfg.dataset}" if cfg.dataset else "")
     job_dir = root / (cfg.job_dir or f"runs/slurm/{tag}")
     array = f"0-{cfg.shards - 1}" + (f"%{cfg.max_running}" if cfg.max_running else "")
@@ -167,13 +185,19 @@ def build(cfg: SlurmArgs, stage_argv: list[str]) -> dict:
              f'exec {_q(run)} --shard "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT" --resume', ""]
     merge = header(cfg, f"dreamprm-{tag}-merge", f"{job_dir}/merge.log")
     merge += ["#SBATCH --cpus-per-task=1", "set -euo pipefail", f"cd {shlex.quote(str(root))}"]
-    merge.append(_q([cfg.python, "-m", "dreamprm.shards", "--path", root, "--out", out])
-                 if cfg.shards > 1 else f"test -e {shlex.quote(str(out) + '.done')}")
-    if cfg.then == "default" and st.then:
-        then = [REPO / st.then[0], *(str(a).format(out=out) for a in st.then[1:])]
+    for out in outs:
+        merge_one = _q([cfg.python, "-m", "dreamprm.shards", "--path", root, "--out", out])
+        if cfg.stage == "bon":  # a benchmark without a candidate file has no shards: left out, as in one process
+            pattern = f"{out.stem}.shard-*-of-{cfg.shards}{out.suffix}"
+            merge_one = f"if compgen -G {shlex.quote(str(out.parent / pattern))} >/dev/null; then {merge_one}; fi"
+        merge.append(merge_one if cfg.shards > 1 else f"test -e {shlex.quote(str(out) + '.done')}")
+    if cfg.then == "default" and st.then == AGAIN:
+        merge.append(f"{_q(run)} --resume")
+    elif cfg.then == "default" and st.then:
+        then = [REPO / st.then[0], *(str(a).format(out=outs[0]) for a in st.then[1:])]
         merge.append(_q([cfg.python, *then[:1], "--path", root, *then[1:]]))
     merge.append("")
-    return {"stage": cfg.stage, "dataset": cfg.dataset, "out": str(out), "shards": cfg.shards,
+    return {"stage": cfg.stage, "dataset": cfg.dataset, "out": ", ".join(map(str, outs)), "shards": cfg.shards,
             "job_dir": str(job_dir), "task_script": "\n".join(task), "merge_script": "\n".join(merge)}
 
 

@@ -34,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import shards
 from .cli import StageArgs
 from .io import (AppendWriter, BadRecord, DataError, Skips, lock_output, number, read_records, text, where,
                  write_json)
@@ -394,6 +395,7 @@ class StepEvalConfig(StageArgs):
         "help": "auto (the kind the PRM was trained as, scalar if unrecorded), scalar or generative, as BoN/score.py"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bf16 or fp32"})
     batch_size: int = field(default=8, metadata={"help": "solutions per forward pass"})
+    shard: str = shards.shard_field()
 
     def out_dir(self) -> Path:
         return self.resolve(self.out or f"runs/stepeval/{self.name}")
@@ -434,7 +436,6 @@ def run_step_eval(cfg: StepEvalConfig) -> dict:
     skipped and counted, the --max_skip_fraction ceiling), outputs that exist without --resume, a resume of
     another PRM's scores."""
     from . import bon
-    from .shards import finalize
 
     if cfg.neutral not in NEUTRAL_RULES:
         raise DataError(f"--neutral must be one of {', '.join(NEUTRAL_RULES)}, got {cfg.neutral!r}")
@@ -444,12 +445,16 @@ def run_step_eval(cfg: StepEvalConfig) -> dict:
         raise DataError(f"--batch_size must be at least 1, got {cfg.batch_size}")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise DataError(f"--precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+    i, n = shards.spec(cfg.shard)
     out_dir = cfg.out_dir()
-    lock_output(out_dir, directory=True)  # one run per output directory
     data = cfg.resolve(cfg.data)
     set_name = data.name.removesuffix(".jsonl").removesuffix(".json")
-    metrics_path = cfg.output(out_dir / f"{set_name}.metrics.json", " (the metrics are recomputed from the scores)")
-    scores_path = out_dir / f"{set_name}.scores.jsonl"
+    scores_path = shards.shard_path(out_dir / f"{set_name}.scores.jsonl", i, n)
+    if n == 1:
+        lock_output(out_dir, directory=True)  # one run per output directory
+        metrics_path = cfg.output(out_dir / f"{set_name}.metrics.json", " (the metrics are recomputed from the scores)")
+    else:  # shards share the directory: each locks its scores; the unsharded rerun after the merge scores nothing
+        lock_output(scores_path)
     if cfg.prm == RANDOM:
         location, fmt = RANDOM, f"uniform, seed {cfg.seed}"  # another seed must not continue this file
     else:
@@ -460,6 +465,8 @@ def run_step_eval(cfg: StepEvalConfig) -> dict:
     skipped = {"step set": skips.report(cfg.max_skip_fraction)}
     if not items:
         raise DataError(f"{data}: no usable solution ({skips.line()})")
+    position = {it.id: k for k, it in enumerate(items)}
+    items = shards.select(items, i, n)
     meta = {"prm": cfg.prm, "format": fmt}
     with AppendWriter(scores_path, key=lambda r: r["id"], resume=cfg.resume) as w:
         bon.check_resume(scores_path, cfg.prm, fmt)
@@ -473,9 +480,12 @@ def run_step_eval(cfg: StepEvalConfig) -> dict:
             else:
                 scorer = prm_scorer(bon.load_prm(cfg, location, fmt))
             scored = score_items(items, scorer, w, cfg.batch_size, meta, f"PRM {set_name}")
-    position = {it.id: i for i, it in enumerate(items)}
+    shards.finalize(scores_path, order=lambda r: (position.get(r["id"], len(position)), str(r["id"])))
+    if n > 1:
+        print(f"shard {cfg.shard}: wrote {scores_path}; when every shard has: python -m dreamprm.shards --out "
+              f"{out_dir / (set_name + '.scores.jsonl')}, then this command without --shard for the metrics")
+        return {"shard": cfg.shard, "scored in this run": scored, "resumed": resumed}
     score_skips = cfg.skips(scores_path)
-    finalize(scores_path, order=lambda r: (position.get(r["id"], len(position)), str(r["id"])))
     scores = read_step_scores(scores_path, score_skips)
     skipped["scores"] = score_skips.report(cfg.max_skip_fraction)
     metrics = report(items, scores, cfg.threshold, cfg.neutral, cfg.seed)

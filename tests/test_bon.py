@@ -389,3 +389,31 @@ def test_every_command_has_help(script, cls, capsys):
     launcher = {"score.py": "06_bon.sh", "tables.py": "07_tables.sh"}.get(script)
     if launcher:
         assert f"BoN/{script}" in (ROOT / "scripts" / launcher).read_text()
+
+
+def test_sharded_scoring_merged_then_rerun_equals_one_process(tmp_path, tiny_models, image_files, monkeypatch):
+    """BoN/score.py --shard i/n on each benchmark's i-th block of questions; after the merge the unsharded
+    command resumes every score (no PRM call) and selects: the same files as one process wrote."""
+    from dreamprm import shards
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    prm = PRM.from_pretrained(str(tiny_models["prm"]), "cpu", "fp32", "paper")
+    torch.nn.init.normal_(prm.head.weight, std=0.05)
+    prm.save_pretrained(tmp_path / "prm")
+    for d in ("one", "split"):
+        write_candidates(tmp_path / d, image_files[1])
+        (tmp_path / d / "data/mmstar.jsonl").write_text('{"id": 0}\n')
+    bon.score_benchmarks(parse_args(ScoreConfig, run_args(tmp_path / "one", tmp_path / "prm")))
+    split = run_args(tmp_path / "split", tmp_path / "prm")
+    for i in range(3):
+        bon.score_benchmarks(parse_args(ScoreConfig, [*split, "--shard", f"{i}/3"]))
+    out = tmp_path / "split/runs/bon/dreamprm"
+    assert not (out / "scoring.json").exists()  # a shard neither reports nor selects
+    for bench in ("mathvista", "mmstar"):
+        shards.merge(out / f"{bench}.scores.jsonl")
+    monkeypatch.setattr(bon, "load_prm", lambda *a, **k: pytest.fail("the rerun must not load the PRM"))
+    bon.score_benchmarks(parse_args(ScoreConfig, [*split, "--resume"]))
+    one = tmp_path / "one/runs/bon/dreamprm"
+    for f in sorted(p.name for p in one.iterdir() if p.suffix in (".jsonl", ".json") and p.name != "scoring.json"):
+        # the same bytes but for the run's own directory, which results.json names
+        assert (out / f).read_text().replace("/split/", "/one/") == (one / f).read_text(), f

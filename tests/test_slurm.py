@@ -197,3 +197,16 @@ def test_the_numbered_scripts_have_a_slurm_path(world):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "inference/world.py" in done.stdout and "#SBATCH --array=0-1" in done.stdout
     assert not (world / "runs" / "slurm").exists()
+
+
+def test_scoring_stages_merge_each_output_then_rerun_themselves(world):
+    cfg = slurm.SlurmArgs(path=str(world), stage="bon", shards=2, gpus_per_task=0)
+    p = slurm.build(cfg, ["--prm", "prm", "--benchmarks", "bench_a,bench_b", "--name", "x"])
+    merge = p["merge_script"].splitlines()
+    assert sum("dreamprm.shards" in line and "compgen -G" in line for line in merge) == 2
+    assert f"{world}/runs/bon/x/bench_b.scores.jsonl" in p["merge_script"]
+    assert merge[-1].endswith("--name x --resume") and "BoN/score.py" in merge[-1] and "--shard" not in merge[-1]
+    cfg = slurm.SlurmArgs(path=str(world), stage="step_eval", shards=2, gpus_per_task=0)
+    p = slurm.build(cfg, ["--prm", "random", "--data", "world/steps/s.jsonl"])
+    assert f"--out {world}/runs/stepeval/dreamprm/s.scores.jsonl" in p["merge_script"]
+    assert "BoN/step_eval.py" in p["merge_script"].splitlines()[-1]

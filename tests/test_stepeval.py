@@ -413,3 +413,22 @@ def test_options_are_checked_and_help_works(tmp_path, capsys):
     with pytest.raises(DataError, match="--prm runs/x/prm: no such directory"):
         run_step_eval(parse_args(StepEvalConfig, eval_args(tmp_path, "runs/x/prm")))
     assert not (tmp_path / "runs/stepeval/dreamprm/visualprocessbench.scores.jsonl").exists()
+
+
+def test_sharded_step_scoring_merged_then_rerun_equals_one_process(tmp_path, trained_prm, monkeypatch):
+    from dreamprm import shards
+
+    for d in ("one", "split"):
+        assert prepare_copy(tmp_path / d, write_hub_copy(tmp_path / d / "vpb")) == 0
+    one = run_step_eval(parse_args(StepEvalConfig, eval_args(tmp_path / "one", trained_prm)))
+    for i in range(2):
+        got = run_step_eval(parse_args(StepEvalConfig, eval_args(tmp_path / "split", trained_prm, "--shard", f"{i}/2")))
+        assert got["shard"] == f"{i}/2" and got["scored in this run"] > 0
+    out = tmp_path / "split/runs/stepeval/dreamprm"
+    assert not (out / "visualprocessbench.metrics.json").exists()
+    shards.merge(out / "visualprocessbench.scores.jsonl")
+    monkeypatch.setattr(stepeval, "prm_scorer", lambda prm: pytest.fail("the rerun must not score"))
+    again = run_step_eval(parse_args(StepEvalConfig, eval_args(tmp_path / "split", trained_prm, "--resume")))
+    scores = "runs/stepeval/dreamprm/visualprocessbench.scores.jsonl"
+    assert (tmp_path / "split" / scores).read_bytes() == (tmp_path / "one" / scores).read_bytes()
+    assert again["overall"] == one["overall"] and again["scoring"]["resumed"] == again["scoring"]["solutions"]
