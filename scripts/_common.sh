@@ -10,7 +10,7 @@
 # venv's python) and ARGS (--path ROOT [--gpu IDS] and the other arguments). Two options are the launcher's own:
 #   --help, -h   print the script's usage (its header comment) and the --help of every stage in STAGES, run nothing
 #   --dry_run    print each stage's command line instead of running it
-#   --slurm OPTS (02, 03) submit the generation stage as a Slurm job array instead: OPTS are python -m dreamprm.slurm's
+#   --slurm OPTS (02, 03, 06, 08) submit the generation stage as a Slurm job array instead: OPTS are python -m dreamprm.slurm's
 #                own options in one word, e.g. --slurm "--shards 16 --partition gpu --time 12:00:00"
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

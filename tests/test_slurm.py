@@ -196,6 +196,10 @@ def test_the_numbered_scripts_have_a_slurm_path(world):
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "inference/world.py" in done.stdout and "#SBATCH --array=0-1" in done.stdout
+    done = subprocess.run(["bash", "scripts/08_step_eval.sh", "--path", str(world), "--dry_run", "--prm", "random",
+                           "--data", "world/data/train.jsonl", "--slurm", "--shards 2 --gpus_per_task 0"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "BoN/step_eval.py" in done.stdout, done.stderr[-2000:]
     assert not (world / "runs" / "slurm").exists()
 
 
