@@ -2,13 +2,16 @@
 
 This is the single definition of "right" used by MC labelling, meta data and BoN scoring.
 `check_answer` returns UNDECIDED whenever the rules cannot decide, so that the LLM judge is
-asked only for those cases.
+asked only for those cases. Option letters, plain numbers, yes/no and exact strings are this module's own
+rules; a free-form mathematical answer (LaTeX, an expression, an interval, a set) is compared by HF's
+`math-verify` (`free_form="math_verify"`, the default; `"rules"` keeps the exact-string rule alone).
 """
 from __future__ import annotations
 
 import enum
 import math
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 
@@ -267,8 +270,40 @@ def _truth_letter(truth: str, options: list[str] | None) -> str | None:
     return _match_option_text(truth, options) if options else None
 
 
+# --- free-form math: math-verify --------------------------------------------------------------
+
+FREE_FORM = ("math_verify", "rules")
+_TEXT_ARG = re.compile(r"\\(?:text|textrm|mathrm|operatorname)\s*\{[^{}]*\}")
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+_MATHY = re.compile(r"[\d\\^_=+*/()\[\]{}<>|]")
+MAX_FORMULA = 300  # characters: a final answer is short; sympy on a 10,000-character nest takes seconds
+
+
+def looks_mathematical(s: str) -> bool:
+    """A formula rather than words: math-verify reads "red" as r*e*d (and so "red" == "dre"), so an answer with a
+    word of two or more letters outside LaTeX commands and \\text{...} (units) is left to the other rules."""
+    core = _LATEX_COMMAND.sub(" ", _TEXT_ARG.sub(" ", s))
+    return bool(_MATHY.search(s)) and not _WORD.search(core)
+
+
+def math_verdict(pred: str, truth: str) -> Verdict:
+    """math-verify's verdict on two formulas; UNDECIDED when either is not one or does not parse."""
+    if max(len(pred), len(truth)) > MAX_FORMULA or not (looks_mathematical(truth) and looks_mathematical(pred)):
+        return Verdict.UNDECIDED
+    from math_verify import parse, verify
+
+    # its timeouts are signal alarms, which only the main thread may set
+    limit = 5 if threading.current_thread() is threading.main_thread() else None
+    wrap = lambda s: s if "$" in s or "\\(" in s or "\\[" in s else f"${s}$"  # noqa: E731  (LaTeX needs delimiters)
+    gold, got = parse(wrap(truth), parsing_timeout=limit), parse(wrap(pred), parsing_timeout=limit)
+    if not gold or not got:
+        return Verdict.UNDECIDED
+    return Verdict.RIGHT if verify(gold, got, timeout_seconds=limit) else Verdict.WRONG
+
+
 def check_answer(pred: str | None, truth: str, options: list[str] | None = None,
-                 rel_tol: float = 1e-3) -> Verdict:
+                 rel_tol: float = 1e-3, free_form: str = "math_verify") -> Verdict:
     if pred is None or not str(pred).strip():
         return Verdict.WRONG  # no final answer is a wrong answer
     pred, truth = str(pred), "" if truth is None else str(truth)
@@ -284,8 +319,9 @@ def check_answer(pred: str | None, truth: str, options: list[str] | None = None,
     t = _parse(truth)
     if t is not None:
         p = _parse(pred)
-        if p is None:
-            return Verdict.UNDECIDED
+        if p is None:  # "3x" reads as the number 3 with a unit: a formula against it goes to math-verify
+            formula = free_form == "math_verify" and re.search(r"[A-Za-z\\]", truth)
+            return math_verdict(pred.strip(), truth.strip()) if formula else Verdict.UNDECIDED
         return Verdict.RIGHT if _numbers_match(p, t, rel_tol) else Verdict.WRONG
 
     nt, np_ = normalize_text(truth), normalize_text(pred)
@@ -296,4 +332,6 @@ def check_answer(pred: str | None, truth: str, options: list[str] | None = None,
         return Verdict.RIGHT if _YES_NO[m.group(1)] == _YES_NO[nt] else Verdict.WRONG
     if nt and nt == np_:
         return Verdict.RIGHT
+    if free_form == "math_verify":
+        return math_verdict(pred.strip(), truth.strip())
     return Verdict.UNDECIDED

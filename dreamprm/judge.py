@@ -35,13 +35,14 @@ def no_judge(name: str | None) -> bool:
 class Judge:
     def __init__(self, model: str | None = None, device: str | None = None, precision: str = "auto",
                  batch_size: int = 16, max_new_tokens: int = 8,
-                 reply_fn: Callable[[list[str]], list[str]] | None = None):
+                 reply_fn: Callable[[list[str]], list[str]] | None = None, free_form: str = "math_verify"):
         """`model`: hub id or directory of the LLM judge, or None/"none". `reply_fn` (prompts -> replies)
         replaces the model, e.g. in tests or for an API judge."""
         self.model_name = None if no_judge(model) else str(model)
         self.device, self.precision = device, precision
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.reply_fn = reply_fn
+        self.free_form = free_form  # answers.FREE_FORM: math-verify for formulas, or the exact-string rule alone
         self._llm = None
         self._cache: dict[tuple, bool | None] = {}  # MC rollouts repeat the same answers many times
         self.stats: Counter = Counter()
@@ -71,7 +72,7 @@ class Judge:
         results: list[tuple[bool, str] | None] = [None] * len(items)
         undecided: dict[tuple, list[int]] = {}
         for i, it in enumerate(items):
-            v = check_answer(it.answer, it.truth, list(it.options) if it.options else None)
+            v = check_answer(it.answer, it.truth, list(it.options) if it.options else None, free_form=self.free_form)
             if v is Verdict.UNDECIDED:
                 key = (it.question, str(it.truth), str(it.answer), tuple(it.options or ()))
                 undecided.setdefault(key, []).append(i)

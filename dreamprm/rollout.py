@@ -23,6 +23,7 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from . import models, prompts, shards
+from .answers import FREE_FORM
 from .backends import BACKENDS, Backend, Request, make_backend, stable_seed
 from .cli import StageArgs
 from .io import AppendWriter, BadRecord, DataError, Record, Skips, read_records, text, where
@@ -56,6 +57,9 @@ class GenerationArgs(StageArgs):
         "help": "LLM judge for answers the rules cannot decide: hub id, directory (relative to --path), or "
                 "'none' (count as wrong)"})
     judge_batch_size: int = field(default=16, metadata={"help": "judge prompts per forward batch"})
+    free_form: str = field(default="math_verify", metadata={
+        "help": "free-form math answers (LaTeX, expressions, intervals, sets): math_verify (HF's math-verify "
+                "decides) or rules (equal after normalisation, else the judge)"})
     prompts_dir: str | None = field(default=None, metadata={
         "help": "directory whose structured.txt / completion.txt / judge.txt replace the shipped prompt "
                 "templates (dreamprm/templates/; placeholders in inference/README.md)"})
@@ -84,6 +88,8 @@ class GenerationArgs(StageArgs):
             raise DataError(f"--precision {self.precision}: choose auto, {', '.join(models.PRECISIONS)}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise DataError(f"--temperature must be a finite number >= 0, got {self.temperature}")
+        if self.free_form not in FREE_FORM:
+            raise DataError(f"--free_form must be one of {', '.join(FREE_FORM)}, got {self.free_form!r}")
         for name in ("max_new_tokens", "batch_size", "judge_batch_size", "tensor_parallel_size"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -120,7 +126,7 @@ class GenerationArgs(StageArgs):
         name = None if no_judge(self.judge) else self.model_path(self.judge)
         if name is not None:
             self.announce(f"judge {name} (loaded when the rules cannot decide an answer)", self.precision)
-        return Judge(name, self.device, self.precision, self.judge_batch_size)
+        return Judge(name, self.device, self.precision, self.judge_batch_size, free_form=self.free_form)
 
     def use_prompts(self) -> None:
         """Load the prompt templates (checked before any model is loaded); name the files when replaced."""
