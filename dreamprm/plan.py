@@ -49,21 +49,29 @@ def new_rollouts(p, lo: int = 4, hi: int = 16, rule: str = "paper"):
     return (lo - 1) + (hi - lo) * mixed
 
 
-def fit_p(scores, times, grid: np.ndarray = GRID, iterations: int = 500) -> np.ndarray:
-    """Mixing weights over `grid` of the nodes' success probability, from their (score, times) counts (EM for
-    the nonparametric maximum-likelihood estimate)."""
+def _likelihood(scores, times, grid: np.ndarray = GRID) -> np.ndarray:
+    """[nodes, grid] binomial likelihood of each node's (score, times) at each p, scaled to a row maximum of 1."""
     s, t = np.asarray(scores, dtype=float)[:, None], np.asarray(times, dtype=float)[:, None]
     if not len(s) or (t < 1).any() or (s < 0).any() or (s > t).any():
         raise ValueError("need at least one node with 0 <= score <= times and times >= 1")
     with np.errstate(divide="ignore", invalid="ignore"):
-        loglik = s * np.log(grid) + (t - s) * np.log1p(-grid)  # [nodes, grid]; 0 * log 0 is 0 below
-    loglik = np.where(np.isnan(loglik), 0.0, loglik)
-    lik = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+        loglik = s * np.log(grid) + (t - s) * np.log1p(-grid)
+    loglik = np.where(np.isnan(loglik), 0.0, loglik)  # 0 * log 0 is 0
+    return np.exp(loglik - loglik.max(axis=1, keepdims=True))
+
+
+def _posterior(lik: np.ndarray, w: np.ndarray) -> np.ndarray:
+    post = lik * w
+    return post / post.sum(axis=1, keepdims=True)
+
+
+def fit_p(scores, times, grid: np.ndarray = GRID, iterations: int = 500) -> np.ndarray:
+    """Mixing weights over `grid` of the nodes' success probability, from their (score, times) counts (EM for
+    the nonparametric maximum-likelihood estimate)."""
+    lik = _likelihood(scores, times, grid)
     w = np.full(len(grid), 1.0 / len(grid))
     for _ in range(iterations):
-        post = lik * w
-        post /= post.sum(axis=1, keepdims=True)
-        w = post.mean(axis=0)
+        w = _posterior(lik, w).mean(axis=0)
     return w
 
 
@@ -76,12 +84,7 @@ def expected_rollouts(scores, times, lo: int = 4, hi: int = 16, rule: str = "pap
 def posterior_rollouts(scores, times, lo: int = 4, hi: int = 16, rule: str = "paper") -> np.ndarray:
     """Each pilot node's expected new rollouts under p's fitted distribution given its own counts (their mean is
     `expected_rollouts`): lets the planner weight each node's completion length by how often it is rolled out."""
-    s, t = np.asarray(scores, dtype=float)[:, None], np.asarray(times, dtype=float)[:, None]
-    w = fit_p(scores, times)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loglik = np.nan_to_num(s * np.log(GRID) + (t - s) * np.log1p(-GRID), nan=0.0, neginf=-np.inf)
-    post = np.exp(loglik - loglik.max(axis=1, keepdims=True)) * w
-    post /= post.sum(axis=1, keepdims=True)
+    post = _posterior(_likelihood(scores, times), fit_p(scores, times))
     return post @ new_rollouts(GRID, lo, hi, rule)
 
 
@@ -148,7 +151,7 @@ def load_config(name: str):
     return AutoConfig.for_model(d.pop("model_type"), **{k: v for k, v in d.items() if not k.startswith("_")})
 
 
-def parameters(config) -> tuple[int, object]:
+def parameters(config) -> int:
     """Parameter count of the model a config describes, built on the meta device (no memory, no weights)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
@@ -156,7 +159,7 @@ def parameters(config) -> tuple[int, object]:
     auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
     with torch.device("meta"):
         model = auto.from_config(config)
-    return sum(p.numel() for p in model.parameters()), model
+    return sum(p.numel() for p in model.parameters())
 
 
 def activation_bytes(config, tokens: int, checkpointing: bool, wbytes: int) -> float:
@@ -261,7 +264,7 @@ def plan(args: PlanArgs) -> dict:
     models = {}
     for role, name in (("prm", args.prm), ("policy", args.policy)):
         config = load_config(name)
-        n_params, _ = parameters(config)
+        n_params = parameters(config)
         models[role] = {"name": name, "parameters": n_params}
         if role == "prm":
             models[role]["memory"] = memory(config, n_params, args)
