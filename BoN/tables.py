@@ -4,7 +4,7 @@
                          [--orm_proxy dreamprm|none]    # ORM row: a trained ORM; proxy: an ablation row
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's dreamprm
-from dreamprm.bon import TablesConfig, write_tables
+from dreamprm.tables import TablesConfig, write_tables
 from dreamprm.cli import parse_args
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from dreamprm.cli import parse_args  # noqa: E402
 from dreamprm.reweighting import ReweightConfig, Reweighter  # noqa: E402
 from dreamprm.steps import step_prefixes  # noqa: E402
-from dreamprm.tiny import build_all  # noqa: E402
+from dreamprm.miniworld.tiny import build_all  # noqa: E402
 
 
 def make_data(root: Path, n_questions: int = 24) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blo_overhead import make_data, seconds_per_iteration  # noqa: E402
 
-from dreamprm.tiny import build_all  # noqa: E402
+from dreamprm.miniworld.tiny import build_all  # noqa: E402
 
 RUNS = {"scalar": ("domain", "instance_table"), "generative": ("domain", "instance_table", "instance_net")}
 

@@ -28,7 +28,7 @@ from dreamprm.backends import Backend, TransformersBackend  # noqa: E402
 from dreamprm.io import AppendWriter  # noqa: E402
 from dreamprm.judge import Judge  # noqa: E402
 from dreamprm.mc import MCSettings, build_tree, estimate, node_key  # noqa: E402
-from dreamprm.tiny import build_all  # noqa: E402
+from dreamprm.miniworld.tiny import build_all  # noqa: E402
 
 COMPLETIONS = 4
 

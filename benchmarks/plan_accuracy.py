@@ -23,7 +23,7 @@ SIM = ["--backend", "simulated", "--policy", "world/policy.json", "--judge", "no
 
 def world_mc(root: Path, seed: int, n_train: int) -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    for args in (["-m", "dreamprm.world", "--out", "world", "--n_train", str(n_train), "--n_meta", "2", "--n_test", "2",
+    for args in (["-m", "dreamprm.miniworld.world", "--out", "world", "--n_train", str(n_train), "--n_meta", "2", "--n_test", "2",
                   "--n_step", "2"],
                  ["inference/world.py", *SIM, "--dataset", "train", "--questions", "world/data/train.jsonl",
                   "--out", "rollouts/train.jsonl", "--n", "1"],

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 from dreamprm.bon import TreeScorer, candidate_samples, load_candidates, naive_scores, score_questions  # noqa: E402
 from dreamprm.io import AppendWriter, read_records  # noqa: E402
 from dreamprm.prm import PRM  # noqa: E402
-from dreamprm.synthetic import write_bon_candidates  # noqa: E402
-from dreamprm.tiny import build_all  # noqa: E402
+from dreamprm.miniworld.synthetic import write_bon_candidates  # noqa: E402
+from dreamprm.miniworld.tiny import build_all  # noqa: E402
 
 
 def main() -> None:

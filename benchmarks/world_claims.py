@@ -120,7 +120,7 @@ def pair_units(corr: dict, b: str, x: str, y: str, where: str):
 
 
 def seed_intervals(r: dict) -> dict:
-    """The intervals a results.json holds (dreamprm.world_report), used for a seed without its selected
+    """The intervals a results.json holds (dreamprm.miniworld.report), used for a seed without its selected
     files: {"A - B": {benchmark or "pooled": {"diff", "lo", "hi", "n", ...}}} under "intervals"."""
     iv = r.get("intervals") or {}
     return {k: {b: ci for b, ci in v.items() if isinstance(ci, dict) and {"diff", "lo", "hi"} <= set(ci)}
@@ -279,7 +279,7 @@ def main(argv=None) -> dict:
     (out / "claims.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     L = [f"# Mini world claims over seeds {', '.join(map(str, seeds))}", "",
-         "mean ± sample sd (min..max); every number from the runs' results.json (dreamprm.world_report).", "",
+         "mean ± sample sd (min..max); every number from the runs' results.json (dreamprm.miniworld.report).", "",
          f"- Spearman(weights, quality): {fmt(summary['spearman'])}",
          f"- max corrupted-domain weight: {fmt(summary['max_corrupted_weight'])}", "",
          "| domain | quality | weight |", "|---|---|---|"]

@@ -9,9 +9,9 @@ Rollouts (stage 2) and MC estimation (stage 4) build a list of `Request`s and ca
   environment; vLLM pins its own torch and has no CPU wheel). Not runnable, hence not tested, on a CPU
   machine: only the clear error when it is missing is.
 
-Adding one (e.g. a simulated policy for a CPU demo) is one entry in `BACKENDS`:
+Adding one (as the CPU mini world adds its simulated policy) is one entry in `BACKENDS`:
 
-    BACKENDS["simulated"] = lambda model, device=None, precision="auto", **kw: MyBackend(model, **kw)
+    BACKENDS["mine"] = lambda model, device=None, precision="auto", **kw: MyBackend(model, **kw)
 
 Reproducibility: every request carries its own seed (derived from question id, sample index, node and
 rollout index with `stable_seed`). vLLM honours it per request, so a rollout does not depend on which other
@@ -132,8 +132,15 @@ class VLLMBackend(Backend):
 
 
 # name -> factory(model, device=None, precision="auto", [batch_size=...], **kwargs) -> Backend
-BACKENDS: dict[str, Callable[..., Backend]] = {"transformers": TransformersBackend, "vllm": VLLMBackend}
-from . import simulated  # noqa: E402,F401  registers BACKENDS["simulated"], the CPU mini world's SIMULATED policy
+def simulated_policy(model, **kwargs) -> Backend:
+    """The CPU mini world's SIMULATED policy (`dreamprm.miniworld.simulated`), imported only when asked for: the
+    core package never imports the mini world at load time."""
+    from .miniworld.simulated import SimulatedPolicy
+    return SimulatedPolicy(model, **kwargs)
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"transformers": TransformersBackend, "vllm": VLLMBackend,
+                                               "simulated": simulated_policy}
 
 
 def make_backend(name: str, model: str, device: str | None = None, precision: str = "auto",

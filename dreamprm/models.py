@@ -1,6 +1,6 @@
 """Loading the models and sampling from them: the one place a hub id or a local checkpoint is opened.
 
-The real models are the defaults; a tiny checkpoint written by `python -m dreamprm.tiny` takes exactly the
+The real models are the defaults; a tiny checkpoint written by `python -m dreamprm.miniworld.tiny` takes exactly the
 same path (`from_pretrained` on a directory instead of a hub id).
 """
 from __future__ import annotations

@@ -55,7 +55,7 @@ from .generative import CHAIN_AGGREGATIONS, LOSS_TARGETS, GenerativePRM, upper_l
 from .instance_weights import ACTIVATIONS, InstanceNet, InstanceTable, per_domain
 from .models import PRM_BASE
 from .packing import TreeScorer
-from .prm import FORMATS, HEAD_FILE, KINDS, PREFIX_ENDS, PRM, PRMEncoder
+from .prm import FORMATS, HEAD_FILE, KINDS, PREFIX_ENDS, PRM
 from .samples import NO_STEP_RULES, load_meta, load_train
 
 # betty prints INFO lines for every problem and step; our progress bar and log.jsonl say the same.

@@ -1,4 +1,4 @@
-"""Rollouts on the CPU mini world (dreamprm/world.py): any of its domains, meta source or test benchmarks.
+"""Rollouts on the CPU mini world (dreamprm/miniworld/world.py): any of its domains, meta source or test benchmarks.
 
     python inference/world.py --path . --dataset bars --questions runs/world/data/bars.jsonl \
         --backend simulated --policy runs/world/policy.json --judge none --n 1

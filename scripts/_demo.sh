@@ -16,10 +16,10 @@ fresh_output() {  # <out>: emptied, except the tiny models in <out>/models
 }
 
 tiny_models() {  # <out>: random tiny checkpoints in <out>/models, rebuilt when the code that makes them changed
-  # The tiny tokenizer learns the world's wording (dreamprm/tiny.py): rebuild when either file changed.
+  # The tiny tokenizer learns the world's wording (dreamprm/miniworld/tiny.py): rebuild when either file changed.
   local stamp force=()
-  stamp="$(cat dreamprm/tiny.py dreamprm/world.py | sha256sum | cut -d' ' -f1)"
+  stamp="$(cat dreamprm/miniworld/tiny.py dreamprm/miniworld/world.py | sha256sum | cut -d' ' -f1)"
   [[ "$(cat "$1/models/.stamp" 2>/dev/null)" == "$stamp" ]] || force=(--force)
-  "$PY" -m dreamprm.tiny --path "$ROOT" --out "$1/models" "${force[@]}"
+  "$PY" -m dreamprm.miniworld.tiny --path "$ROOT" --out "$1/models" "${force[@]}"
   echo "$stamp" > "$1/models/.stamp"
 }

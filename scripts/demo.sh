@@ -4,7 +4,7 @@
 #   -> bi-level training (DreamPRM) and the vanilla PRM (--baseline, same data and schedule), and the ORM baseline
 #   -> best-of-8 on the test benchmarks bench_a, bench_b, and step-level evaluation on the step benchmark
 #   -> tables, figures and a results page (RESULTS.md) with paired bootstrap intervals.
-# The policy is SIMULATED (dreamprm/simulated.py, not a model); the PRM is a tiny Qwen2-VL trained from scratch.
+# The policy is SIMULATED (dreamprm/miniworld/simulated.py, not a model); the PRM is a tiny Qwen2-VL trained from scratch.
 #
 #   bash scripts/demo.sh                          # outputs in runs/demo (about 5-8 minutes on 2 CPU cores)
 #   DEMO_OUT=runs/demo-s1 DEMO_SEED=1 bash scripts/demo.sh
@@ -38,7 +38,7 @@
 # per step-set solution, ~10 s to start each scoring process); the whole demo is CPU-bound on its two cores, so
 # the sizes are what fits the ~8 minutes beside the three trainings. The step benchmark (stepbench, held out like
 # the test benchmarks) gets one SIMULATED response per question, every step labelled by the world
-# (`python -m dreamprm.world steps`), the world's VisualProcessBench: BoN/step_eval.py scores it for DreamPRM,
+# (`python -m dreamprm.miniworld.world steps`), the world's VisualProcessBench: BoN/step_eval.py scores it for DreamPRM,
 # the vanilla PRM and the seeded random scorer. The held-out rollouts need only the world and the policy, so
 # they run in the background from the start, on the core the data stages leave idle; the ORM's inputs are made
 # before the MC labels, so that it starts training earlier.
@@ -77,7 +77,7 @@ echo "== 1 tiny models (random weights, built offline; reused if present and bui
 tiny_models "$OUT"
 
 echo "== 2 the CPU mini world (seed $SEED) and its SIMULATED policy"
-"$PY" -m dreamprm.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test "$N_TEST" \
+"$PY" -m dreamprm.miniworld.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test "$N_TEST" \
   --n_step "$N_STEP"
 stamp
 
@@ -90,7 +90,7 @@ echo "     candidates per test question, one response per step-benchmark questio
   done
   "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset stepbench --questions "$W/data/stepbench.jsonl" \
     --out "$R/stepbench.jsonl" --n 1
-  "$PY" -m dreamprm.world steps "${BASE[@]}" --policy "$W/policy.json" --responses "$R/stepbench.jsonl" \
+  "$PY" -m dreamprm.miniworld.world steps "${BASE[@]}" --policy "$W/policy.json" --responses "$R/stepbench.jsonl" \
     --out "$W/steps/stepbench.jsonl"
 ) > "$OUT/heldout.log" 2>&1 &
 heldout=$!
@@ -182,6 +182,6 @@ stamp
 
 echo "== 9 tables, figures and the results page"
 "$PY" BoN/tables.py "${BASE[@]}" --runs "$OUT/bon" --figs "$FIGS"
-"$PY" -m dreamprm.world_report --path "$ROOT" --run "$OUT"
+"$PY" -m dreamprm.miniworld.report --path "$ROOT" --run "$OUT"
 stamp
 echo "== demo finished in $(( SECONDS - t0 )) s: $OUT/RESULTS.md (figures in $FIGS)"

@@ -8,7 +8,7 @@
 #   -> GRANULARITY.md: each run's per-domain weight (learned, or the mean of its instances') against the domains'
 #      known quality (Spearman), and how well the instance weights tell the questions whose ground truth the world
 #      corrupted from the clean ones (AUROC, bootstrap interval over instances).
-# The policy is SIMULATED (dreamprm/simulated.py); the PRMs are the tiny Qwen2-VL. No best-of-N here: the demo
+# The policy is SIMULATED (dreamprm/miniworld/simulated.py); the PRMs are the tiny Qwen2-VL. No best-of-N here: the demo
 # does that.
 #
 #   bash scripts/demo_granularity.sh               # outputs in runs/granularity (about 12 minutes on 2 CPU cores)
@@ -47,7 +47,7 @@ trap 'for p in $runs; do kill "$p" 2>/dev/null; done; true' EXIT
 
 echo "== 1 tiny models and the CPU mini world (seed $SEED)"
 tiny_models "$OUT"
-"$PY" -m dreamprm.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test 1 --n_step 1
+"$PY" -m dreamprm.miniworld.world "${BASE[@]}" --out "$W" --n_train "$N_TRAIN" --n_meta "$N_META" --n_test 1 --n_step 1
 echo "== 2 rollouts, tree, MC labels (SIMULATED completions), train data with instance ids, meta set"
 "$PY" inference/world.py "${BASE[@]}" "${SIM[@]}" --dataset train --questions "$W/data/train.jsonl" \
   --out "$R/train.jsonl" --n 1
@@ -90,6 +90,6 @@ finish
 stamp
 
 echo "== 5 the granularities side by side"
-"$PY" -m dreamprm.world_granularity --path "$ROOT" --run "$OUT"
+"$PY" -m dreamprm.miniworld.granularity --path "$ROOT" --run "$OUT"
 stamp
 echo "== finished in $(( SECONDS - t0 )) s: $OUT/GRANULARITY.md"

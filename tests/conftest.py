@@ -20,7 +20,7 @@ def load_script(rel: str):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    from dreamprm.tiny import build_all
+    from dreamprm.miniworld.tiny import build_all
 
     return build_all(tmp_path_factory.mktemp("tiny"))
 

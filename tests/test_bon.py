@@ -11,11 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamprm import bon
-from dreamprm.bon import (Candidate, Question, ScoreConfig, SelectConfig, TablesConfig, TreeScorer, answer_key,
+from dreamprm import bon, tables
+from dreamprm.bon import (Candidate, Question, ScoreConfig, SelectConfig, TreeScorer, answer_key,
                           cot_scores, evaluate, naive_scores, pick_best, question_picks, vote)
 from dreamprm.cli import parse_args
 from dreamprm.prm import PRM, Sample
+from dreamprm.tables import TablesConfig
 from dreamprm.samples import response_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,7 +277,7 @@ def test_score_select_tables_end_to_end_with_resume(tmp_path, tiny_models, image
     shutil.copytree(tmp_path / "runs/bon/fresh", tmp_path / "runs/bon/vanilla")  # (a rename would move its lock)
     bon.select_benchmarks(parse_args(SelectConfig, ["--path", str(tmp_path), "--name", "vanilla",
                                                     "--benchmarks", "mathvista"]))
-    written = bon.write_tables(parse_args(TablesConfig, ["--path", str(tmp_path), "--main", "dreamprm"]))
+    written = tables.write_tables(parse_args(TablesConfig, ["--path", str(tmp_path), "--main", "dreamprm"]))
     md = (tmp_path / "runs/bon/tables/table1.md").read_text()
     assert "| DreamPRM |" in md and "(68.9)" in md and "(62.3)" in md and "| MathVista | MMStar |" in md
     tex = (tmp_path / "runs/bon/tables/table1.tex").read_text()
@@ -352,27 +353,27 @@ def test_table1_orm_row_is_the_trained_orm_and_the_proxy_is_labelled_apart(tmp_p
                "vanilla": _run("vanilla", "step", {**base, "prm:mean_log_odds": (58, 48), "prm:last": (51, 41)}),
                "orm": _run("orm", "response", {**base, "orm": (57, 47)})}
     rows = lambda md: {r.split(" | ")[0].strip("| "): r for r in md.splitlines() if r.startswith("| ")}  # noqa
-    md, tex = bon.table1(results)
+    md, tex = tables.table1(results)
     t = rows(md)
     assert t["ORM"] == "| ORM | 57.0 (65.3) | 47.0 (60.1) | 52.0 (62.7) |"
     proxy = "ORM proxy: DreamPRM last-step score (ablation)"
     assert t[proxy] == f"| {proxy} | 52.0 (—) | 42.0 (—) | 47.0 (—) |"
     assert list(t).index(proxy) == list(t).index("ORM") + 1 and "ORM proxy" in md.split("\n\n")[0]
     assert "ORM proxy: DreamPRM last-step score (ablation) &" in tex
-    t = rows(bon.table1(results, orm_proxy="vanilla")[0])
+    t = rows(tables.table1(results, orm_proxy="vanilla")[0])
     assert t["ORM proxy: vanilla last-step score (ablation)"].startswith("| ORM proxy: vanilla last-step score "
                                                                         "(ablation) | 51.0 (—)")
-    assert not any("proxy" in k for k in rows(bon.table1(results, orm_proxy="none")[0]))
+    assert not any("proxy" in k for k in rows(tables.table1(results, orm_proxy="none")[0]))
     # without a trained ORM the ORM row is empty: the proxy never stands in for it
     del results["orm"]
-    t = rows(bon.table1(results)[0])
+    t = rows(tables.table1(results)[0])
     assert t["ORM"] == "| ORM | — (65.3) | — (60.1) | — (62.7) |" and proxy in t
     # write_tables finds the ORM run among the runs, by name
     results["orm"] = _run("orm", "response", {**base, "orm": (57, 47)})
     for name, r in results.items():
         (tmp_path / "bon" / name).mkdir(parents=True)
         (tmp_path / "bon" / name / "results.json").write_text(json.dumps(r))
-    bon.write_tables(parse_args(TablesConfig, ["--path", str(tmp_path), "--runs", "bon", "--figs", "figs"]))
+    tables.write_tables(parse_args(TablesConfig, ["--path", str(tmp_path), "--runs", "bon", "--figs", "figs"]))
     assert "| ORM | 57.0 (65.3) |" in (tmp_path / "bon/tables/table1.md").read_text()
     assert not (tmp_path / "bon/tables/ablation_orm.md").exists()
     assert "warning" not in capsys.readouterr().out

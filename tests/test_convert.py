@@ -237,6 +237,6 @@ def test_the_command_has_help():
     out = subprocess.run([sys.executable, str(root / "BoN/convert_internvl.py"), "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--src" in out and "--system_prompt_file" in out and "--tokenizer" in out
-    out = subprocess.run([sys.executable, "-m", "dreamprm.world_granularity", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "dreamprm.miniworld.granularity", "--help"], capture_output=True,
                          text=True, check=True, cwd=root).stdout
     assert "--run" in out

@@ -16,10 +16,11 @@ from PIL import Image
 
 from conftest import load_script
 from dreamprm import bon
-from dreamprm.bon import ScoreConfig, SelectConfig, TablesConfig
+from dreamprm.bon import ScoreConfig, SelectConfig
 from dreamprm.cli import parse_args
 from dreamprm.io import AppendWriter, DataError, write_jsonl
 from dreamprm.prm import PRM
+from dreamprm.tables import TablesConfig, write_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 CAND = "runs/rollouts/mathvista.jsonl"
@@ -325,17 +326,17 @@ def test_pick_and_tables_refuse_to_overwrite_without_resume(tmp_path):
         bon.select_benchmarks(parse_args(SelectConfig, pick))
     bon.select_benchmarks(parse_args(SelectConfig, [*pick, "--resume"]))
     tables = ["--path", str(tmp_path), "--figs", "figs"]
-    written = bon.write_tables(parse_args(TablesConfig, tables))
+    written = write_tables(parse_args(TablesConfig, tables))
     assert written["figure"].stat().st_size > 1000 and not list((tmp_path / "figs").glob(".*tmp*"))
     with pytest.raises(FileExistsError, match=f"{tmp_path / 'runs/bon/tables'} exists; pass --resume"):
-        bon.write_tables(parse_args(TablesConfig, tables))
-    bon.write_tables(parse_args(TablesConfig, [*tables, "--resume"]))
+        write_tables(parse_args(TablesConfig, tables))
+    write_tables(parse_args(TablesConfig, [*tables, "--resume"]))
     # a damaged results.json is one line naming it, not a table of NaN
     damaged = json.loads(results.read_text())
     damaged["benchmarks"]["mathvista"]["accuracy"]["oracle"]["2"] = float("nan")
     results.write_text(json.dumps(damaged))
     with pytest.raises(DataError, match=f"{results}: benchmark mathvista, oracle, N = 2: accuracy nan"):
-        bon.write_tables(parse_args(TablesConfig, [*tables, "--resume"]))
+        write_tables(parse_args(TablesConfig, [*tables, "--resume"]))
 
 
 # --- one line on stderr, no traceback: one subprocess per stage ----------------------------------------------

@@ -2,7 +2,7 @@
 bad input ends in a counted skip (kind and file:line in the summary and the .done JSON) or a one-line error, the
 good records all come through, empty results are errors that leave nothing behind, and one output has one writer.
 
-The inputs come from a tiny CPU mini world (dreamprm/world.py) run through the SIMULATED policy backend."""
+The inputs come from a tiny CPU mini world (dreamprm/miniworld/world.py) run through the SIMULATED policy backend."""
 import json
 import os
 import subprocess
@@ -17,9 +17,9 @@ from dreamprm import shards
 from dreamprm.cli import parse_args
 from dreamprm.io import DataError, OutputLocked, lock_path, read_records, release_output, write_jsonl
 from dreamprm.mc import build_tree
-from dreamprm.simulated import SimulatedPolicy
+from dreamprm.miniworld.simulated import SimulatedPolicy
 from dreamprm.steps import final_answer_text
-from dreamprm.world import build
+from dreamprm.miniworld.world import build
 from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

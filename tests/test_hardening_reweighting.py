@@ -14,7 +14,7 @@ from dreamprm.cli import parse_args
 from dreamprm.io import DataError, ImageCheck, Skips, write_jsonl
 from dreamprm.reweighting import ReweightConfig, Reweighter, train
 from dreamprm.samples import load_meta, load_train
-from dreamprm.synthetic import write_reweighting_problem
+from dreamprm.miniworld.synthetic import write_reweighting_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -19,7 +19,7 @@ from dreamprm import shards
 from dreamprm.cli import parse_args
 from dreamprm.io import DataError, read_records
 from dreamprm.rollout import RolloutArgs
-from dreamprm.world import build
+from dreamprm.miniworld.world import build
 from conftest import ROOT, load_script
 
 WORLD_SCRIPT = ROOT / "inference" / "world.py"

@@ -1,6 +1,5 @@
 """Free-form math answers through HF's math-verify (dreamprm/answers.py `math_verdict`), beside the repo's own
 rules; and the README's table of the fixture cases where the two disagree, checked against what they do now."""
-import re
 from pathlib import Path
 
 import pytest

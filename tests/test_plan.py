@@ -67,7 +67,7 @@ SIM = ["--backend", "simulated", "--policy", "world/policy.json", "--judge", "no
 
 def mini_world_mc(root: Path, seed: int, n_train: int) -> None:
     """The demo's generation stages on a mini world: train rollouts, the tree and the MC labels."""
-    for args in (["-m", "dreamprm.world", "--out", "world", "--n_train", str(n_train), "--n_meta", "2",
+    for args in (["-m", "dreamprm.miniworld.world", "--out", "world", "--n_train", str(n_train), "--n_meta", "2",
                   "--n_test", "2", "--n_step", "2"],
                  ["inference/world.py", *SIM, "--dataset", "train", "--questions", "world/data/train.jsonl",
                   "--out", "rollouts/train.jsonl", "--n", "1"],

@@ -11,13 +11,12 @@ import torch
 from dreamprm import bon, stepeval
 from dreamprm.chats import load_meta_chats, load_train_chats
 from dreamprm.cli import parse_args
-from dreamprm.export import SYSTEM_PROMPT
 from dreamprm.generative import GenerativePRM, sample_chat, steps_chat
 from dreamprm.io import DataError
 from dreamprm.prm import load_prm, saved_kind
 from dreamprm.reweighting import ReweightConfig, train
 from dreamprm.samples import response_sample
-from dreamprm.synthetic import write_reweighting_problem
+from dreamprm.miniworld.synthetic import write_reweighting_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN_SYSTEM = "Judge each step; answer + or - only."  # a system prompt of the user's own

@@ -12,7 +12,7 @@ import torch
 
 from dreamprm.cli import parse_args
 from dreamprm.reweighting import DomainWeights, ReweightConfig, Reweighter, train
-from dreamprm.synthetic import write_reweighting_problem
+from dreamprm.miniworld.synthetic import write_reweighting_problem
 
 
 def write_problem(root, per_domain=12, image=None):

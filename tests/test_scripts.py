@@ -37,7 +37,7 @@ def finished(p: subprocess.Popen):
 @pytest.fixture(scope="module")
 def started(tmp_path_factory):
     """The slow runs, all started at once (each spends seconds importing torch); a test waits for its own."""
-    from dreamprm.world import build
+    from dreamprm.miniworld.world import build
 
     def launch(cmd, cwd, **env):
         return subprocess.Popen(cmd, cwd=cwd, env=dict(ENV, **env), text=True, stdout=subprocess.PIPE,

@@ -28,7 +28,7 @@ def py(root: Path, *args: str) -> None:
 def world(tmp_path_factory):
     """A mini world's train rollouts and step tree, the unsharded MC labels and their train data."""
     root = tmp_path_factory.mktemp("slurm-world")
-    py(root, "-m", "dreamprm.world", "--out", "world", "--n_train", "40", "--n_meta", "4", "--n_test", "2",
+    py(root, "-m", "dreamprm.miniworld.world", "--out", "world", "--n_train", "40", "--n_meta", "4", "--n_test", "2",
        "--n_step", "2")
     py(root, "inference/world.py", *SIM, "--dataset", "train", "--questions", "world/data/train.jsonl",
        "--out", "rollouts/train.jsonl", "--n", "1")

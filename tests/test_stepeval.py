@@ -292,7 +292,7 @@ def trained_prm(tmp_path_factory):
     import torch
 
     from dreamprm.prm import PRM
-    from dreamprm.tiny import build_prm
+    from dreamprm.miniworld.tiny import build_prm
 
     d = tmp_path_factory.mktemp("prm")
     torch.manual_seed(0)

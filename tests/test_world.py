@@ -1,4 +1,4 @@
-"""The CPU mini world (dreamprm/world.py) and its SIMULATED policy backend (dreamprm/simulated.py)."""
+"""The CPU mini world (dreamprm/miniworld/world.py) and its SIMULATED policy backend (dreamprm/miniworld/simulated.py)."""
 import json
 import random
 from collections import Counter
@@ -13,9 +13,9 @@ from dreamprm.io import AppendWriter, DataError, load_image, read_records
 from dreamprm.judge import Judge
 from dreamprm.mc import MCSettings, build_tree, estimate, node_key
 from dreamprm.rollout import RolloutArgs, run
-from dreamprm.simulated import ERROR_PRONE, SimulatedPolicy, values
+from dreamprm.miniworld.simulated import ERROR_PRONE, SimulatedPolicy, values
 from dreamprm.steps import find_steps, final_answer_text, step_prefixes
-from dreamprm.world import DOMAINS, HELD_OUT, MARKER_NOISE, STEP_SET_KEYS, build, main, step_set
+from dreamprm.miniworld.world import DOMAINS, HELD_OUT, MARKER_NOISE, STEP_SET_KEYS, build, main, step_set
 from conftest import load_script
 
 SIZES = dict(seed=3, n_train=20, n_meta=12, n_test=12, n_step=10)
@@ -132,7 +132,7 @@ def rollouts(sim, qid, seeds, temperature=1.0):
 
 
 def test_registered_and_loads(world, sim, tmp_path):
-    assert BACKENDS["simulated"] is SimulatedPolicy and isinstance(sim, SimulatedPolicy)
+    assert "simulated" in BACKENDS and isinstance(sim, SimulatedPolicy)
     assert isinstance(make_backend("simulated", str(world[1]), batch_size=4), SimulatedPolicy)  # a directory works
     with pytest.raises(DataError, match="SIMULATED policy"):
         make_backend("simulated", str(tmp_path / "missing.json"))
@@ -384,7 +384,7 @@ def test_step_set_reads_like_visualprocessbench(world, step_run):
 def test_report_macro_f1_is_step_f1():
     """The results page resamples per-solution confusion counts (fast); their macro-F1 is stepeval's definition."""
     stepeval = pytest.importorskip("dreamprm.stepeval")
-    from dreamprm.world_report import confusion, macro_f1, random_macro_f1
+    from dreamprm.miniworld.report import confusion, macro_f1, random_macro_f1
 
     rng = np.random.default_rng(0)
     for _ in range(20):

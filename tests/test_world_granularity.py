@@ -1,9 +1,9 @@
-"""The granularity page (`dreamprm/world_granularity.py`) on a hand-made run directory: numbers by hand."""
+"""The granularity page (`dreamprm/miniworld/granularity.py`) on a hand-made run directory: numbers by hand."""
 import json
 
 import pytest
 
-from dreamprm import world_granularity as wg
+from dreamprm.miniworld import granularity as wg
 from dreamprm.io import DataError
 
 

@@ -1,6 +1,6 @@
 """Tiny random checkpoints of the three models, built offline in seconds, for tests and the CPU demo.
 
-    python -m dreamprm.tiny --out models/tiny     # writes policy/ (InternVL), prm/ (Qwen2-VL), judge/ (Qwen2)
+    python -m dreamprm.miniworld.tiny --out models/tiny     # writes policy/ (InternVL), prm/ (Qwen2-VL), judge/ (Qwen2)
 
 Each directory holds a model, a tokenizer trained here on the prompts' own text, a chat template and (for
 the two VLMs) an image processor, so the model layer loads it exactly like the real hub checkpoint. The
@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import prompts
-from .cli import StageArgs, parse_args
-from .models import chat_template
+from .. import prompts
+from ..cli import StageArgs, parse_args
+from ..models import chat_template
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 INTERNVL_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>",
@@ -32,7 +32,7 @@ def _corpus() -> list[str]:
 
 
 def _world_text() -> list[str]:
-    """The CPU mini world's wording (dreamprm/world.py): real tokenizers know English words whole, so the
+    """The CPU mini world's wording (dreamprm/miniworld/world.py): real tokenizers know English words whole, so the
     tiny one should too; otherwise a phrase is a dozen character pieces for the tiny PRM to assemble."""
     from .world import DOMAINS
 

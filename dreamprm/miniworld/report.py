@@ -1,6 +1,6 @@
 """The results page of a CPU mini world run (scripts/demo.sh): RESULTS.md and results.json, from the run's files.
 
-    python -m dreamprm.world_report --path . --run runs/demo
+    python -m dreamprm.miniworld.report --path . --run runs/demo
 
 Reads only what the stages wrote under --run:
 
@@ -11,7 +11,7 @@ Reads only what the stages wrote under --run:
                                              vanilla, orm = the trained ORM, one score per response)
     bon/<name>/<benchmark>.scores.jsonl, rollouts/<benchmark>.jsonl   the PRMs' step scores, clean vs erroneous
     bon/<name>/<benchmark>.selected.jsonl    each question's pick at the largest N and whether it is right
-    world/steps/<set>.jsonl                  the step set (dreamprm.world steps: every step labelled by the world)
+    world/steps/<set>.jsonl                  the step set (dreamprm.miniworld.world steps: every step labelled by the world)
     stepeval/<name>/<set>.{metrics.json, scores.jsonl}   BoN/step_eval.py (name: dreamprm, vanilla, random)
 
 and writes <run>/RESULTS.md (tables and the figures in <run>/figs) and <run>/results.json (every number on the
@@ -52,9 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import StageArgs, parse_args
-from .io import read_json, read_records, write_json
-from .steps import step_prefixes
+from ..cli import StageArgs, parse_args
+from ..io import read_json, read_records, write_json
+from ..steps import step_prefixes
 
 # (label, BoN run, method); the ORM is the trained one (bon/orm, scored per response), the proxy an ablation
 METHODS = (("DreamPRM", "dreamprm", "prm"), ("Vanilla PRM", "vanilla", "prm"), ("ORM", "orm", "orm"),
@@ -139,7 +139,7 @@ def step_score_table(run: Path, name: str, benchmarks: list[str], tracks: Tracks
 # --- step level and the intervals (issue 13) ---------------------------------------------------------------
 
 def _ci(ci: dict) -> dict:
-    from .stats import holds
+    from ..stats import holds
 
     return {**ci, "holds": holds(ci)}
 
@@ -153,7 +153,7 @@ def step_sets(run: Path) -> list[str]:
 def read_step_runs(run: Path, name: str) -> dict | None:
     """One step set with every scorer's metrics and scores: {"file", "items": [StepItem] (those every scorer
     scored, one score per step), "left_out", "metrics": {label: metrics.json}, "scores": {label: [per item]}}."""
-    from .stepeval import read_step_scores, read_step_set
+    from ..stepeval import read_step_scores, read_step_set
 
     metrics, scores = {}, {}
     for label, r in STEP_RUNS:
@@ -213,8 +213,8 @@ def macro_f1(c) -> float:
 def step_intervals(sets: dict, n_boot: int, seed: int = 0) -> dict:
     """"<A> - <B>" -> {dataset | "pooled": ci} of the macro-F1 difference at each set's threshold, solutions as
     units (every solution of the step sets is a unit; "pooled": all of them)."""
-    from .stats import paired_bootstrap_metric
-    from .stepeval import apply_neutral
+    from ..stats import paired_bootstrap_metric
+    from ..stepeval import apply_neutral
 
     per = defaultdict(list)  # group -> [(label -> confusion row)]
     for d in sets.values():
@@ -244,7 +244,7 @@ def step_intervals(sets: dict, n_boot: int, seed: int = 0) -> dict:
 def bon_intervals(run: Path, tests: list[str], results: dict, n_boot: int, seed: int = 0) -> dict:
     """"<A> - <B>" -> {benchmark | "pooled": ci} of the BoN accuracy difference (points) at the largest N, from
     each question's pick (bon/<name>/<benchmark>.selected.jsonl; random pick: its expectation per question)."""
-    from .stats import bon_correctness, paired_bon, paired_bootstrap, pooled, random_correctness
+    from ..stats import bon_correctness, paired_bon, paired_bootstrap, pooled, random_correctness
 
     dream = results.get("dreamprm")
     if not dream:
@@ -287,7 +287,7 @@ def step_score_dists(sets: dict) -> dict:
 
 
 def plot_weights_vs_quality(rows: list[dict], out: Path) -> Path | None:
-    from .plots import _plt
+    from ..plots import _plt
 
     plt = _plt()
     if plt is None:
@@ -355,7 +355,7 @@ def build_report(run: Path, n_boot: int = N_BOOT, seed: int = 0) -> dict:
 
     sets = {n: d for n in step_sets(run) if (d := read_step_runs(run, n)) is not None}
     if sets:
-        from .plots import plot_step_scores
+        from ..plots import plot_step_scores
 
         plot_step_scores(step_score_dists(sets), figs / "step_scores.png")
     intervals = {**bon_intervals(run, tests, results, n_boot, seed),
@@ -385,8 +385,8 @@ def build_report(run: Path, n_boot: int = N_BOOT, seed: int = 0) -> dict:
 def render(r: dict, history: list[dict], figs: Path) -> str:
     s = r["sizes"]
     L = [f"# DreamPRM on the CPU mini world (seed {r['seed']})", "",
-         "Written by `python -m dreamprm.world_report` from the files this run's stages wrote "
-         f"(`{r['run']}`). The policy is SIMULATED (`dreamprm/simulated.py`), the PRM a tiny Qwen2-VL trained from "
+         "Written by `python -m dreamprm.miniworld.report` from the files this run's stages wrote "
+         f"(`{r['run']}`). The policy is SIMULATED (`dreamprm/miniworld/simulated.py`), the PRM a tiny Qwen2-VL trained from "
          f"scratch. World: {s['n_train']} questions per train domain, {s['n_meta']} meta questions (4 responses "
          f"each), {s['n_test']} questions per test benchmark (8 candidates each)"
          + (f", {s['n_step']} questions of the step benchmark (one response each)" if s.get("n_step") else "")
@@ -488,7 +488,7 @@ def render_step_level(r: dict) -> list[str]:
               f"question, none trained or selected on), {d['fully_correct']} of them fully correct; {n['correct']} "
               f"correct and {n['incorrect']} incorrect steps, {n['neutral']} neutral. The world labels every step: "
               "-1 when the values it states leave the right track (the first error and every step after it), 1 "
-              "otherwise, whatever its wording (`python -m dreamprm.world steps`). Scores and metrics from "
+              "otherwise, whatever its wording (`python -m dreamprm.miniworld.world steps`). Scores and metrics from "
               "`stepeval/<name>/` (BoN/step_eval.py, the scorer best-of-N uses). A step is predicted correct when "
               f"its score >= {d['threshold']:g}; macro-F1 = the mean of the F1 of the correct and of the incorrect "
               "class over all steps (VisualProcessBench's metric); held-out: the threshold that maximises macro-F1 "

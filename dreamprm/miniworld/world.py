@@ -1,6 +1,6 @@
 """The CPU mini world (issue 6): a synthetic multimodal reasoning world small enough for two CPU cores.
 
-    python -m dreamprm.world --path . --out runs/world --seed 0 --n_train 60 --n_meta 40 --n_test 40 --n_step 40
+    python -m dreamprm.miniworld.world --path . --out runs/world --seed 0 --n_train 60 --n_meta 40 --n_test 40 --n_step 40
 
 writes, seeded and byte-identical on a rerun:
 
@@ -8,7 +8,7 @@ writes, seeded and byte-identical on a rerun:
                                   dataset, type, hint, options}, one file per domain (train, meta, test, step)
     <out>/data/train.jsonl        all train domains in one file (the world's counterpart of data/mmpr.jsonl)
     <out>/data/images/<domain>/   the rendered images (PNG, 96-160 px)
-    <out>/policy.json             the SIMULATED policy's "weights" (dreamprm/simulated.py): per question the
+    <out>/policy.json             the SIMULATED policy's "weights" (dreamprm/miniworld/simulated.py): per question the
                                   true answer, the typical wrong answer, the step claims of both tracks
     <out>/world.json              what each domain is: role, quality, corruption rate, error type, error rate
 
@@ -16,7 +16,7 @@ and, from the SIMULATED policy's responses to the step benchmark (issue 13), its
 
     python inference/world.py --path . --dataset stepbench --questions runs/world/data/stepbench.jsonl \
         --backend simulated --policy runs/world/policy.json --judge none --n 1 --out runs/rollouts/stepbench.jsonl
-    python -m dreamprm.world steps --path . --policy runs/world/policy.json \
+    python -m dreamprm.miniworld.world steps --path . --policy runs/world/policy.json \
         --responses runs/rollouts/stepbench.jsonl --out runs/world/steps/stepbench.jsonl
 
 writes one record per response in the step-set shape VisualProcessBench is read in (`dreamprm.stepeval`):
@@ -67,11 +67,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .backends import stable_seed
-from .cli import StageArgs, parse_args
-from .io import BadRecord, DataError, Skips, write_json, write_jsonl
+from ..backends import stable_seed
+from ..cli import StageArgs, parse_args
+from ..io import BadRecord, DataError, Skips, write_json, write_jsonl
 from .simulated import POLICY_FORMAT, values
-from .steps import find_steps
+from ..steps import find_steps
 
 HINT = "Answer with an integer."
 MARKER_NOISE = 0.05  # P(correct step uses the error phrase) = P(erroneous step omits it)
@@ -495,7 +495,7 @@ def build(out: str | Path, seed: int = 0, n_train: int = 60, n_meta: int = 40, n
 
     write_json(out / "policy.json", {
         "format": POLICY_FORMAT,
-        "about": "SIMULATED policy of the CPU mini world (dreamprm/simulated.py, --backend simulated): not a "
+        "about": "SIMULATED policy of the CPU mini world (dreamprm/miniworld/simulated.py, --backend simulated): not a "
                  "model. Steps 2-4 each err with the question's step_error_rate (x temperature); an error puts "
                  "the chain on the 'wrong' claims and ends it at 'wrong' = truth + offset.",
         "seed": seed, "marker_noise": marker_noise, "kinds": tables, "questions": policy_questions})
@@ -539,8 +539,8 @@ def step_set(records: list[dict], sim, image_problem=None, where: str = "respons
     plus skip counts by reason. Skipped and counted: a response without steps, a bad image (`image_problem`,
     e.g. cfg.image_problem), a malformed record. A question the policy file does not hold is an error (the
     responses belong to another world), never a skip."""
-    from .mc import SkipCounter, check_fields, image_verdict  # here: building the world needs no torch
-    from .samples import policy_responses
+    from ..mc import SkipCounter, check_fields, image_verdict  # here: building the world needs no torch
+    from ..samples import policy_responses
 
     out, skip = [], SkipCounter(skips, where)
     for i, r, _ in policy_responses(records, where, skips):
@@ -574,8 +574,8 @@ class StepSetArgs(StageArgs):
 
 
 def step_set_main(argv=None) -> list[dict]:
-    from .mc import write_summary
-    from .rollout import read_policy_records
+    from ..mc import write_summary
+    from ..rollout import read_policy_records
     from .simulated import SimulatedPolicy
 
     cfg = parse_args(StepSetArgs, argv)
@@ -603,7 +603,7 @@ def step_set_main(argv=None) -> list[dict]:
 
 
 def main(argv=None):
-    """`python -m dreamprm.world [options]` writes the world; `python -m dreamprm.world steps [options]` its
+    """`python -m dreamprm.miniworld.world [options]` writes the world; `python -m dreamprm.miniworld.world steps [options]` its
     step-level test set from the policy's responses (StepSetArgs)."""
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["steps"]:

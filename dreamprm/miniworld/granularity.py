@@ -1,6 +1,6 @@
 """The three reweighting granularities side by side on one CPU mini world run (scripts/demo_granularity.sh).
 
-    python -m dreamprm.world_granularity --path . --run runs/granularity
+    python -m dreamprm.miniworld.granularity --path . --run runs/granularity
 
 Reads <run>/world/{world.json, policy.json} (each domain's known quality, which questions were corrupted) and
 <run>/<name>/{summary.json, instance_weights.json} for the runs domain, instance_table (scalar PRM), instance_net
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import StageArgs, parse_args
-from .io import DataError, atomic_write_text, read_json, write_json
-from .stats import _indices
-from .stepeval import auroc
-from .world_report import CLAIM_SPEARMAN, spearman
+from ..cli import StageArgs, parse_args
+from ..io import DataError, atomic_write_text, read_json, write_json
+from ..stats import _indices
+from ..stepeval import auroc
+from .report import CLAIM_SPEARMAN, spearman
 
 RUNS = (("domain", "Domain weights (scalar PRM)"), ("instance_table", "Instance table (scalar PRM)"),
         ("instance_net", "Instance net (generative PRM)"),

@@ -1,7 +1,7 @@
 """The SIMULATED policy of the CPU mini world (issue 6): `--backend simulated --policy runs/world/policy.json`.
 
 Not a model. It stands in for the policy in stage 2 (rollouts) and stage 4 (MC completions) so that the whole
-pipeline runs on two CPU cores with known answers. Its "weights" are the policy file that `dreamprm.world`
+pipeline runs on two CPU cores with known answers. Its "weights" are the policy file that `dreamprm.miniworld.world`
 writes: per question the true answer, the typical wrong answer (truth + the domain's error offset), the step
 error rate and the claims of steps 2-4 on the right and on the wrong track; per domain the phrase tables.
 
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import BACKENDS, Backend, Request
-from .io import DataError, read_json
-from .prompts import STEPS
-from .steps import FINAL_ANSWER, find_steps
+from ..backends import Backend, Request
+from ..io import DataError, read_json
+from ..prompts import STEPS
+from ..steps import FINAL_ANSWER, find_steps
 
 POLICY_FORMAT = "dreamprm-simulated-policy/1"
 ERROR_PRONE = (2, 3, 4)  # steps that can err; step 1 restates, step 5 concludes
@@ -76,7 +76,7 @@ class SimulatedPolicy(Backend):
         if path.is_dir():
             path = path / "policy.json"
         if not path.is_file():
-            raise DataError(f"{path}: no SIMULATED policy file (write one with `python -m dreamprm.world --out DIR`; "
+            raise DataError(f"{path}: no SIMULATED policy file (write one with `python -m dreamprm.miniworld.world --out DIR`; "
                             "--policy is DIR/policy.json, relative to --path)")
         policy = read_json(path, "SIMULATED policy file")
         if not isinstance(policy, dict) or policy.get("format") != POLICY_FORMAT:
@@ -87,7 +87,7 @@ class SimulatedPolicy(Backend):
             self.noise = float(policy["marker_noise"])
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{path}: damaged SIMULATED policy file ({type(e).__name__}: {e}); write it again "
-                            "with `python -m dreamprm.world`") from None
+                            "with `python -m dreamprm.miniworld.world`") from None
         self.path, self.batch_size = path, batch_size  # batch_size only sizes the callers' calls
         self._expected: dict[str, dict[int, list[int]]] = {}
         if verbose:
@@ -101,7 +101,7 @@ class SimulatedPolicy(Backend):
             return self.questions[qid]
         except KeyError:
             raise UnknownQuestion(f"the SIMULATED policy {self.path} knows no question {qid!r}: were the questions and "
-                           "policy.json written by the same `python -m dreamprm.world` run?") from None
+                           "policy.json written by the same `python -m dreamprm.miniworld.world` run?") from None
 
     def expected(self, qid) -> dict[int, list[int]]:
         """Step number -> the integers that step states on the right track (steps 2-5)."""
@@ -162,4 +162,3 @@ class SimulatedPolicy(Backend):
         return out
 
 
-BACKENDS["simulated"] = SimulatedPolicy
