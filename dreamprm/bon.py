@@ -268,7 +268,7 @@ def prm_location(cfg: ScoreConfig) -> str:
     if local.exists():
         return str(local)
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", cfg.prm):
-        return cfg.prm
+        return prm_module.trained_location(cfg.prm)  # a trained PRM's repo: its snapshot, whose config says kind and format
     raise DataError(f"--prm {cfg.prm}: no such directory ({local}; a relative path resolves against --path)")
 
 

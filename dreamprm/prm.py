@@ -218,10 +218,28 @@ def saved_kind(name: str | Path) -> str | None:
     return saved_config(name).get("kind", "scalar" if saved_config(name) else None)
 
 
+def trained_location(name: str) -> str:
+    """`name` itself, or for a hub id of a trained PRM (a repo holding prm_config.json, as a trained PRM directory
+    pushed to the hub does) its local snapshot, so that its head and config load too. A base model's hub id, or
+    any id while offline and not downloaded before, stays as it is."""
+    if Path(name).exists() or name.count("/") != 1:
+        return name
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        hf_hub_download(name, CONFIG_FILE)
+    except (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError):
+        return name  # a base model (or nothing: from_pretrained then says so)
+    return snapshot_download(name)
+
+
 def load_prm(name: str, device: str | None = None, precision: str = "auto", kind: str | None = None,
              fmt: str | None = None):
     """A PRM of either kind, as training left it: `kind` None is the saved one (scalar when none is saved).
-    `fmt` is the scalar kind's input format (None: the saved one); the generative kind has one format."""
+    `fmt` is the scalar kind's input format (None: the saved one); the generative kind has one format. `name`:
+    a directory, or a hub id (a trained PRM's repo is fetched whole, `trained_location`)."""
+    name = trained_location(name)
     kind = kind or saved_kind(name) or "scalar"
     if kind not in KINDS:
         raise ValueError(f"PRM kind must be one of {', '.join(KINDS)}; got {kind!r}")
