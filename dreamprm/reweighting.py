@@ -34,6 +34,7 @@ import os
 import random
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .aggregation import aggregate
+from .card import TRAINING_FILE, write_card
 from .cli import StageArgs
 from .domains import MMPR_DOMAINS, domain_table
 from .io import DataError, atomic_write_text, write_json
@@ -664,17 +666,36 @@ class Reweighter:
                     break  # a torn last line from a kill
             atomic_write_text(log, "".join(k + "\n" for k in keep))
 
+    def training_record(self, weights: dict) -> dict:
+        """What the model card says of the training (training.json in the PRM directory)."""
+        cfg, last = self.cfg, {}
+        log = self.out / "log.jsonl"
+        if log.is_file():
+            rows = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
+            last = {k: rows[-1].get(k) for k in ("iteration", "lower_loss", "upper_loss")} if rows else {}
+        return {"name": f"{'vanilla' if cfg.baseline else 'DreamPRM'} PRM ({self.out.name})",
+                "base_model": cfg.prm, "prm_kind": cfg.prm_kind, "input_format": cfg.input_format,
+                "reweight": cfg.reweight, "baseline": cfg.baseline, "iterations": cfg.iterations,
+                "lr": cfg.lr, "meta_lr": cfg.meta_lr, "unroll_steps": cfg.unroll_steps,
+                "train": {"file": cfg.train, "samples": len(self.train_data.samples),
+                          "by_domain": dict(sorted(Counter(self.train_data.domains).items())),
+                          "skipped": self.train_data.skipped},
+                "meta": {"file": cfg.meta, "records": len(self.meta_data.samples), "skipped": self.meta_data.skipped},
+                "weights": weights, "final": last}
+
     def finish(self) -> dict:
         from .plots import plot_weights, plot_weights_over_time
 
         if not self.engine.is_rank_zero():
             return {}
         final, tmp = self.out / "prm", self.out / ".tmp-prm"
+        weights, by_domain = self.weight_summary()
         shutil.rmtree(tmp, ignore_errors=True)  # copied beside it, then swapped in: a kill never leaves half a PRM
         shutil.copytree(self.checkpoint_dirs()[-1] / "prm", tmp)
+        write_json(tmp / TRAINING_FILE, self.training_record(weights))
+        write_card(tmp)  # the model card travels with the PRM
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        weights, by_domain = self.weight_summary()
         self._write_weights(self.out)
         figs = self.cfg.resolve(self.cfg.figs)
         tag = "baseline_" if self.cfg.baseline else ""
