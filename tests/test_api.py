@@ -128,3 +128,24 @@ def test_a_hub_id_loads_the_trained_prm_with_its_head(trained, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     hub, local = json.loads(out.stdout.splitlines()[-1])
     assert hub == local and len(hub) == 2
+
+
+def test_the_readme_example_runs(trained, tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    code = text.split("From Python (`dreamprm/api.py`)", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(tmp_path / "chart.png")
+    monkeypatch.chdir(tmp_path)
+    env: dict = {}
+    exec(code.replace('"runs/reweighting/prm"', repr(str(trained))), env)
+    assert len(env["out"]) == 2 and len(env["out"][0].step_scores) == 2
+    assert env["prm"].rewards(env["triples"]) == [s.score() for s in env["out"]]
+
+
+def test_the_core_never_imports_the_mini_world():
+    code = ("import sys, dreamprm.api, dreamprm.server, dreamprm.bon, dreamprm.backends, dreamprm.rollout, "
+            "dreamprm.mc, dreamprm.reweighting, dreamprm.stepeval, dreamprm.tables, dreamprm.card\n"
+            "print(sorted(m for m in sys.modules if m.startswith('dreamprm.miniworld')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
