@@ -182,6 +182,10 @@ stamp
 
 echo "== 9 tables, figures and the results page"
 "$PY" BoN/tables.py "${BASE[@]}" --runs "$OUT/bon" --figs "$FIGS"
+# One static page: per question both PRMs' step scores and picks on the candidates the demo scored.
+"$PY" BoN/view.py "${BASE[@]}" --runs "$OUT/bon" --main dreamprm --vanilla vanilla --benchmarks bench_a,bench_b \
+  --candidates "$R/{benchmark}.jsonl" --out "$OUT/bon/viewer"
+echo "   BoN viewer: $OUT/bon/viewer/index.html (filters: index.html#filter=disagree,wrong)"
 "$PY" -m dreamprm.miniworld.report --path "$ROOT" --run "$OUT"
 stamp
 echo "== demo finished in $(( SECONDS - t0 )) s: $OUT/RESULTS.md (figures in $FIGS)"
