@@ -79,6 +79,7 @@ class Question:
     options: list | None
     candidates: list[Candidate] = field(default_factory=list)  # sorted by sample index
     where: str = "?"  # file:line of its first record
+    ground_truth: str | None = None  # as the first record gives it (shown, never used to select)
 
 
 def check_id(r: dict) -> None:
@@ -122,7 +123,9 @@ def load_candidates(path: Path, root: Path, skips: Skips | None = None, images=N
         q = questions.get(r["id"])
         if q is None:
             q = questions[r["id"]] = Question(r["id"], str(r.get("dataset") or path.stem), str(r["input"]),
-                                              image_path(r, root), r.get("options") or None, where=where(r))
+                                              image_path(r, root), r.get("options") or None, where=where(r),
+                                              ground_truth=None if r.get("ground_truth") in (None, "")
+                                              else str(r["ground_truth"]))
         s = r.get("sample")
         s = len(q.candidates) if s is None else int(s)
         if (first := next((c for c in q.candidates if c.sample == s), None)) is not None:

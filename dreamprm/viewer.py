@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bon import CANDIDATE_FIELDS, Question, check_candidate, check_id, cot_scores, load_candidates, read_scores
+from .bon import Question, check_id, cot_scores, load_candidates, read_scores
 from .cli import StageArgs
 from .io import DataError, Skips, atomic_write_text, load_image, number, read_json, read_records
 from .steps import find_steps
@@ -114,16 +114,6 @@ def load_run(cfg: ViewConfig, name: str, benchmarks: list[str] | None, skips: li
     return run
 
 
-def ground_truths(path: Path) -> dict:
-    """id -> ground truth, which `load_candidates` does not keep. Bad records are dropped silently here:
-    load_candidates reads the same file and counts them."""
-    out = {}
-    for r in read_records(path, CANDIDATE_FIELDS, check_candidate, Skips(str(path))):
-        if r.get("ground_truth") not in (None, "") and r["id"] not in out:
-            out[r["id"]] = str(r["ground_truth"])
-    return out
-
-
 def embed_image(path: Path, side: int) -> str:
     """A data: URI of the image shrunk to `side`: PNG or JPEG, whichever is smaller (drawings vs photos)."""
     im = load_image(path, side)
@@ -184,7 +174,6 @@ def build(cfg: ViewConfig) -> tuple[list[Run], list[View], dict, list[str]]:
             continue
         skips.append(cfg.skips(src))
         questions, issues = load_candidates(src, cfg.resolve("."), skips[-1])
-        truths = ground_truths(src)
         strays = Counter()
         for run in runs:
             if bench not in run.scores:
@@ -215,7 +204,7 @@ def build(cfg: ViewConfig) -> tuple[list[Run], list[View], dict, list[str]]:
                 else:
                     problem = str(bad)
                     image_skips.add(bad.kind, q.where, str(q.image))
-            views.append(View(bench, q, truths.get(q.id), image, problem, steps, aggs, picks, disagree, wrong))
+            views.append(View(bench, q, q.ground_truth, image, problem, steps, aggs, picks, disagree, wrong))
             c["questions"] += 1
             c["disagree"] += disagree
             c["wrong"] += wrong

@@ -178,6 +178,10 @@ RUNS=(dreamprm vanilla)
 for name in "${RUNS[@]}"; do  # selection again from the saved scores (score.py already did it once)
   "$PY" BoN/pick.py "${BASE[@]}" "${BON[@]}" --name "$name" --out "$OUT/bon/$name" --resume  # --resume: rewrite its picks
 done
+for pair in dreamprm:reweighting vanilla:vanilla; do  # each trained PRM's model card gains what was measured
+  "$PY" -m dreamprm.card --path "$ROOT" --prm "$OUT/${pair#*:}/prm" --bon "$OUT/bon/${pair%%:*}/results.json" \
+    --step_eval "$OUT/stepeval/${pair%%:*}/stepbench.metrics.json"
+done
 stamp
 
 echo "== 9 tables, figures and the results page"
