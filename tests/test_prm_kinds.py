@@ -185,6 +185,28 @@ def test_bon_and_step_eval_score_a_generative_prm_as_its_own_scorer_does(generat
         assert scores[0] == pytest.approx(prm.score([stepeval.step_sample(items[0])]).tolist(), abs=1e-6)
 
 
+def test_the_api_loads_a_generative_prm_and_scores_as_bon_does(generative_run, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from dreamprm import PRMScorer
+
+    root, _ = generative_run
+    api = PRMScorer.from_pretrained(root / "run/prm", "cpu", "fp32")
+    assert api.prm.kind == "generative"
+    cands = [{"id": "q1", "sample": k, "input": "How many squares?", "true_false": k == 0,
+              "response": f"Step 1: Count them.\n\nStep 2: I get {k + 2}.\n\nFinal answer: {k + 2}"} for k in range(3)]
+    (tmp_path / "runs/rollouts").mkdir(parents=True)
+    jsonl(tmp_path / "runs/rollouts/mathvista.jsonl", cands)
+    bon.score_benchmarks(parse_args(bon.ScoreConfig, ["--path", str(tmp_path), "--prm", str(root / "run/prm"),
+                                                      "--gpu", "cpu", "--benchmarks", "mathvista", "--no_select"]))
+    rec = json.loads((tmp_path / "runs/bon/dreamprm/mathvista.scores.jsonl").read_text())
+    got = api.score([(None, c["input"], c["response"]) for c in cands])
+    assert [s.step_scores for s in got] == [c["scores"] for c in rec["candidates"]]
+    card = ModelCard.load(root / "run/prm/README.md")  # the card says what kind it is
+    assert "prm-generative" in card.data.tags and "A generative process reward model" in card.text
+    assert "prm_head.pt" not in card.text
+
+
 def test_a_base_model_is_scored_as_generative_only_when_asked(tiny_models, tmp_path):
     base = str(tiny_models["prm"])
     cfg = parse_args(bon.ScoreConfig, ["--path", str(tmp_path), "--prm", base])

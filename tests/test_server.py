@@ -303,3 +303,18 @@ def test_help():
     out = subprocess.run([sys.executable, "-m", "dreamprm.server", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "--max_queue" in out.stdout and "get_reward" in out.stdout
+
+
+def test_an_openrlhf_prompt_from_the_processors_own_chat_template(tiny_models):
+    """OpenRLHF builds a VLM prompt with the processor's chat template and decodes the query with its special
+    tokens: the question and the response come back out of exactly that."""
+    from transformers import AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(tiny_models["prm"])
+    msgs = [{"role": "system", "content": "Think step by step."},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many bars are red?"}]}]
+    prompt = proc.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert "<|image_pad|>" in prompt or "<|vision_start|>" in prompt  # the image placeholder is in the prompt
+    assert prompt_question(prompt) == "How many bars are red?"
+    resp = "Step 1: Three bars are red.\nFinal answer: 3"
+    assert query_response(prompt + resp + "<|im_end|>" + (proc.tokenizer.eos_token or ""), prompt, "q") == resp
