@@ -114,6 +114,9 @@ def test_openrlhf_shape_and_the_api_agree(server, site, api):
     assert got["step_scores"] == pytest.approx(want.step_scores, abs=1e-5) and got["num_steps"] == 3
     assert got["score"] == pytest.approx(min(want.step_scores), abs=1e-5) and got["steps"] == want.steps
     assert out["results"][1] == {"steps": [], "step_scores": [], "score": None, "num_steps": 0}
+    # OpenRLHF's executor, given several URLs, posts empty slices to all but the first
+    status, out, _ = run(post(f"{server}/get_reward", {"query": [], "prompts": [], "labels": []}))
+    assert status == 200 and out["rewards"] == [] and out["extra_logs"]["num_steps"] == []
     # a response without steps gets --stepless_reward (0) on /get_reward
     status, out, _ = run(post(f"{server}/get_reward", {"query": ["just 5"], "questions": ["2 + 3?"]}))
     assert status == 200 and out["rewards"] == [0.0] and out["extra_logs"]["num_steps"] == [0]
