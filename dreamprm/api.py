@@ -16,12 +16,13 @@ was trained with (its prm_config.json); steps are found by `dreamprm.steps` as e
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .aggregation import AGGREGATIONS
+from .bon import cot_scores, fast_scorer, packed
 from .io import DataError
+from .prm import check_probabilities
 from .samples import response_sample
 from .steps import find_steps
 
@@ -36,8 +37,6 @@ class StepScores:
 
     def score(self, aggregation: str = DEFAULT_AGGREGATION) -> float | None:
         """The response's score by an aggregation of `dreamprm.aggregation.AGGREGATIONS`; None without steps."""
-        from .bon import cot_scores
-
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}; got {aggregation!r}")
         return cot_scores([self.step_scores], aggregation)[0]
@@ -69,8 +68,6 @@ class PRMScorer:
     aggregations = tuple(AGGREGATIONS)
 
     def __init__(self, prm, batch_size: int = 8, packing: str = "tree"):
-        from .bon import fast_scorer
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.prm, self.batch_size = prm.eval(), batch_size
@@ -92,7 +89,7 @@ class PRMScorer:
         items = [as_triple(t, f"triple {i}") for i, t in enumerate(triples)]
         samples = [response_sample(q, r, img) for img, q, r in items]
         out = [StepScores([s.text.strip() for s in find_steps(r)]) for _, _, r in items]
-        # a question's candidates together, in chunks of batch_size, several chunks per call while they fit
+        # a question's candidates together, in chunks of batch_size, packed as BoN packs them
         groups: dict = {}
         for i, s in enumerate(samples):
             if s is not None:
@@ -100,16 +97,14 @@ class PRMScorer:
                 groups.setdefault((key, s.question), []).append(i)
         chunks = [idx[j:j + self.batch_size] for idx in groups.values() for j in range(0, len(idx), self.batch_size)]
         with tqdm(total=sum(map(len, chunks)), desc="PRM", unit="response", disable=not progress) as bar:
-            while chunks:
-                batch = [chunks.pop(0)]
-                while chunks and sum(map(len, batch)) + len(chunks[0]) <= self.batch_size:
-                    batch.append(chunks.pop(0))
+            for batch in packed(chunks, len, self.batch_size):
                 flat = [i for c in batch for i in c]
                 scores = self._score([samples[i] for i in flat]).float().cpu().tolist()
                 k = 0
                 for i in flat:
                     m = len(samples[i].prefixes)
-                    out[i].step_scores = self._checked(scores[k:k + m], i)
+                    check_probabilities(scores[k:k + m], f"triple {i}", fix="load it with precision='fp32'")
+                    out[i].step_scores = scores[k:k + m]
                     k += m
                 bar.update(len(flat))
         return out
@@ -119,13 +114,3 @@ class PRMScorer:
         return [s.score(aggregation) for s in self.score(triples)]
 
     __call__ = score
-
-    @staticmethod
-    def _checked(scores: list[float], i: int) -> list[float]:
-        # a sigmoid; NaN or out of range means broken weights or an overflow: never handed to a caller as a reward
-        for j, x in enumerate(scores, 1):
-            if not (math.isfinite(x) and 0 <= x <= 1):
-                raise DataError(f"triple {i}: the PRM scored step {j} as {x}, not a probability; "
-                                "check the checkpoint, or try precision fp32")
-        return scores
-

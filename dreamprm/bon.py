@@ -47,7 +47,8 @@ from . import shards
 from .generative import FORMAT as GENERATIVE_FORMAT
 from .models import chat
 from .packing import TreeScorer
-from .prm import FORMATS, KINDS, PRM, PRM_MAX_SIDE, Sample, paper_text, saved_format, saved_kind, scored_text
+from .prm import (FORMATS, KINDS, PRM, PRM_MAX_SIDE, Sample, check_probabilities, paper_text, saved_format,
+                  saved_kind, scored_text)
 from .samples import check_policy, image_path, response_sample
 from .samples import label as as_bool_label
 from .steps import final_answer_text, has_final_answer, num_steps
@@ -325,14 +326,18 @@ def check_resume(out: Path, prm: str, fmt: str, unit: str = "step") -> None:
                         f"{first.get('unit', 'step')}, not {prm!r} in {fmt!r} per {unit}; use another --out or --name")
 
 
-def _check_model_scores(q: Question, c: Candidate, scores: list[float]) -> None:
-    """A PRM's score is a sigmoid, in [0, 1]. Anything else (NaN from broken weights or an overflow in low
-    precision) must stop the run here: written, it would be picked, or refused by the writer later."""
-    for j, x in enumerate(scores, 1):
-        if not (math.isfinite(x) and 0 <= x <= 1):
-            raise DataError(f"{c.where}: the PRM scored step {j} of question {q.id!r}, sample {c.sample}, as {x} "
-                            "(not a number in [0, 1]); check the PRM's weights or try --precision fp32, then "
-                            "--resume (the questions written so far are kept)")
+def packed(chunks: list, size, batch_size: int):
+    """Consecutive chunks joined into batches while their samples (`size(chunk)`) fit in batch_size; a chunk is
+    never split, and a batch holds at least one."""
+    batch, n = [], 0
+    for c in chunks:
+        if batch and n + size(c) > batch_size:
+            yield batch
+            batch, n = [], 0
+        batch.append(c)
+        n += size(c)
+    if batch:
+        yield batch
 
 
 def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: int, meta: dict,
@@ -370,20 +375,16 @@ def score_questions(questions: dict, scorer, writer: AppendWriter, batch_size: i
     from tqdm.auto import tqdm
 
     with tqdm(total=len(todo), desc=desc, unit="question", disable=not progress) as bar:
-        start = 0
-        while start < len(chunks):
-            batch, n = [], 0
-            while start < len(chunks) and (not batch or n + len(chunks[start][1]) <= batch_size):
-                batch.append(chunks[start])
-                n += len(chunks[start][1])
-                start += 1
+        for batch in packed(chunks, lambda c: len(c[1]), batch_size):
             flat = [(t, i) for t, idx in batch for i in idx]
             if flat:
                 scores = scorer([todo[t][1][i] for t, i in flat]).float().cpu().tolist()
                 k = 0
                 for t, i in flat:
                     m = len(todo[t][1][i].prefixes)
-                    _check_model_scores(todo[t][0], todo[t][0].candidates[i], scores[k:k + m])
+                    q, c = todo[t][0], todo[t][0].candidates[i]
+                    check_probabilities(scores[k:k + m], c.where, f" of question {q.id!r}, sample {c.sample},",
+                                        "try --precision fp32, then --resume (the questions written so far are kept)")
                     results[t][i] = scores[k:k + m]
                     k += m
             for t, _ in batch:

@@ -24,13 +24,14 @@ vocabulary; sequences are left-padded so the paper format reads position -1.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .io import load_image, read_json
+from .io import DataError, load_image, read_json
 from .models import PRM_BASE, chat, load_vlm
 
 HEAD_FILE = "prm_head.pt"
@@ -52,6 +53,16 @@ class Sample:
     image: object  # a path, a PIL image, or None
     question: str
     prefixes: list[str]  # nested step prefixes of one response, shortest first
+
+
+def check_probabilities(scores: list[float], where: str, of: str = "", fix: str = "try --precision fp32") -> None:
+    """A PRM's score is a sigmoid, in [0, 1]. Anything else (NaN from broken weights, an overflow in low
+    precision) stops the caller here, naming `where` (and `of`: which response): written or returned, it
+    would be picked."""
+    for j, x in enumerate(scores, 1):
+        if not (isinstance(x, (int, float)) and math.isfinite(x) and 0 <= x <= 1):
+            raise DataError(f"{where}: the PRM scored step {j}{of} as {x} (not a number in [0, 1]); check the "
+                            f"PRM's weights or {fix}")
 
 
 def paper_text(question: str, prefix: str) -> str:

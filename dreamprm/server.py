@@ -29,7 +29,6 @@ import asyncio
 import base64
 import io
 import json
-import math
 import queue
 import re
 import threading
@@ -266,10 +265,6 @@ def step_triples(data: dict, images: Images) -> list:
     return out
 
 
-def finite(x: float | None, default: float) -> float:
-    return default if x is None or not math.isfinite(x) else x
-
-
 def make_app(scorer: PRMScorer, cfg: ServeConfig):
     """The FastAPI app over `scorer`; the batcher starts and stops with the app (lifespan)."""
     from contextlib import asynccontextmanager
@@ -331,7 +326,7 @@ def make_app(scorer: PRMScorer, cfg: ServeConfig):
             return error(e.status, str(e))
 
     def reward_answer(data: dict, out: list) -> dict:
-        rewards = [finite(s.score(cfg.aggregation), cfg.stepless_reward) for s in out]
+        rewards = [cfg.stepless_reward if (r := s.score(cfg.aggregation)) is None else r for s in out]  # scores are checked
         return {"rewards": rewards, "scores": rewards, "step_scores": [s.step_scores for s in out],
                 "extra_logs": {"num_steps": [len(s.step_scores) for s in out],
                                "min_step_score": [min(s.step_scores, default=cfg.stepless_reward) for s in out]}}

@@ -326,15 +326,6 @@ def prm_scorer(prm) -> Callable[[list[StepItem]], list[list[float]]]:
     return score
 
 
-def check_model_scores(item: StepItem, scores: list[float]) -> None:
-    """A score outside [0, 1] (NaN from broken weights, an overflow in low precision) stops the run here."""
-    for j, x in enumerate(scores, 1):
-        if not (isinstance(x, (int, float)) and math.isfinite(x) and 0 <= x <= 1):
-            raise DataError(f"{item.where}: the PRM scored step {j} of solution {item.id!r} as {x} (not a number "
-                            "in [0, 1]); check the PRM's weights or try --precision fp32, then --resume (the "
-                            "solutions written so far are kept)")
-
-
 def score_items(items: list[StepItem], scorer: Callable, writer: AppendWriter, batch_size: int, meta: dict,
                 desc: str = "step scoring", progress: bool = True) -> int:
     """Score every item not yet in `writer` and append {id, dataset, **meta, scores} per item, as
@@ -342,6 +333,8 @@ def score_items(items: list[StepItem], scorer: Callable, writer: AppendWriter, b
     hours), `batch_size` solutions per call, every score checked, each batch written as soon as it is scored.
     Returns the number of items scored."""
     from tqdm.auto import tqdm
+
+    from .prm import check_probabilities  # here: reading and evaluating step scores needs no torch
 
     todo = [it for it in items if not writer.done(it.id)]
     todo.sort(key=lambda it: -(len(it.question) + sum(len(s) for s in it.steps)))
@@ -351,7 +344,8 @@ def score_items(items: list[StepItem], scorer: Callable, writer: AppendWriter, b
             for it, s in zip(batch, scorer(batch)):
                 if len(s) != len(it.steps):
                     raise DataError(f"{it.where}: {len(s)} scores for {len(it.steps)} steps of {it.id!r}")
-                check_model_scores(it, s)
+                check_probabilities(s, it.where, f" of solution {it.id!r}",
+                                    "try --precision fp32, then --resume (the solutions written so far are kept)")
                 writer.write({"id": it.id, "dataset": it.dataset, **meta, "scores": s})
             bar.update(len(batch))
     return len(todo)

@@ -132,7 +132,6 @@ def embed_image(path: Path, side: int) -> str:
 class View:
     bench: str
     q: Question  # its candidates cut to the first N
-    truth: str | None
     image: str | None  # data: URI
     image_problem: str | None
     steps: dict  # run name -> per candidate its step scores (None: not scored)
@@ -140,6 +139,10 @@ class View:
     picks: dict  # run name -> (picked sample, method) or None
     disagree: bool
     wrong: bool
+
+    @property
+    def truth(self) -> str | None:
+        return self.q.ground_truth
 
 
 def flags(main_pick: int | None, vanilla_pick: int | None, right: dict) -> tuple[bool, bool]:
@@ -204,7 +207,7 @@ def build(cfg: ViewConfig) -> tuple[list[Run], list[View], dict, list[str]]:
                 else:
                     problem = str(bad)
                     image_skips.add(bad.kind, q.where, str(q.image))
-            views.append(View(bench, q, q.ground_truth, image, problem, steps, aggs, picks, disagree, wrong))
+            views.append(View(bench, q, image, problem, steps, aggs, picks, disagree, wrong))
             c["questions"] += 1
             c["disagree"] += disagree
             c["wrong"] += wrong
